@@ -1,0 +1,44 @@
+"""One Redis Stream per job holds its metric points, in order; the stream id is the public cursor.
+
+The worker appends (XADD), the API reads (XRANGE with an exclusive start), so a poller that passes back the
+cursor it was given receives every point exactly once.
+"""
+
+from redis import Redis
+
+from service.schemas import MetricPoint
+
+_FLOAT_FIELDS = ("loss", "accuracy", "elapsed_s", "val_loss", "val_accuracy")
+
+
+def stream_key(job_id: str) -> str:
+    return f"mnist:metrics:{job_id}"
+
+
+def encode(point: MetricPoint) -> dict[str, str]:
+    return {name: repr(value) for name, value in point.model_dump(exclude_none=True).items()}
+
+
+def decode(fields: dict[bytes, bytes]) -> MetricPoint:
+    values = {key.decode(): value.decode() for key, value in fields.items()}
+    return MetricPoint(
+        batch=int(values["batch"]),
+        **{name: float(values[name]) for name in _FLOAT_FIELDS if name in values},
+    )
+
+
+def read(redis: Redis, job_id: str, since: str | None, limit: int) -> tuple[list[tuple[str, MetricPoint]], str]:
+    """Points after the cursor ``since`` (all when None), oldest first, and the cursor to pass next time."""
+    start = f"({since}" if since else "-"
+    entries = redis.xrange(stream_key(job_id), min=start, max="+", count=limit)
+    points = [(entry_id.decode(), decode(fields)) for entry_id, fields in entries]
+    cursor = points[-1][0] if points else (since or "0-0")
+    return points, cursor
+
+
+def latest_many(redis: Redis, job_ids: list[str]) -> list[MetricPoint | None]:
+    """The newest point of each job (None where it has none yet), in one round trip."""
+    pipe = redis.pipeline(transaction=False)
+    for job_id in job_ids:
+        pipe.xrevrange(stream_key(job_id), count=1)
+    return [decode(entries[0][1]) if entries else None for entries in pipe.execute()]

@@ -1,0 +1,61 @@
+"""The RQ entry point: glue of data, network, training loop, metric publisher and model store."""
+
+import platform
+import time
+from datetime import datetime, timezone
+
+import torch
+from rq import get_current_job
+
+import service
+from service.data import DataError
+from service.network import build_network, parameter_count
+from service.schemas import ModelMetadata, TrainingConfig
+from service.settings import get_settings
+from service.store import new_model_id, save_model
+from worker.publisher import MetricPublisher
+from worker.training import TrainingError, evaluate, host_dataset, resolve_device, train
+
+
+def train_job(config: dict) -> dict:
+    """Train one model from ``config`` (a TrainingConfig as JSON); return what the job's record shows."""
+    job = get_current_job()
+    try:
+        outcome = _train(job, TrainingConfig.model_validate(config))
+    except Exception as error:
+        # RQ keeps the traceback; the user gets one readable line.
+        known = isinstance(error, (DataError, TrainingError))
+        job.meta["error"] = str(error) if known else f"{type(error).__name__}: {error}"
+        job.save_meta()
+        raise
+    job.meta.update(outcome)
+    job.save_meta()
+    return outcome
+
+
+def _train(job, config: TrainingConfig) -> dict:
+    settings = get_settings()
+    device = resolve_device(config.device)
+    data = host_dataset(settings.data_dir).to(device)
+    network = build_network(config).to(device)
+    started = time.perf_counter()
+    with MetricPublisher(job.connection, job.id, settings.retention_s) as publisher:
+        for point in train(network, config, data):
+            publisher.publish(point)
+    train_seconds = time.perf_counter() - started
+    test_loss, test_accuracy = evaluate(network, data.test_x, data.test_y)
+    created_at = datetime.now(timezone.utc)
+    metadata = ModelMetadata(
+        id=new_model_id(created_at),
+        job_id=job.id,
+        created_at=created_at,
+        config=config,
+        test_accuracy=test_accuracy,
+        test_loss=test_loss,
+        parameters=parameter_count(network),
+        train_seconds=train_seconds,
+        device=str(device),
+        versions={"mnist-service": service.__version__, "torch": torch.__version__, "python": platform.python_version()},
+    )
+    save_model(settings.model_dir, network, metadata)
+    return {"model_id": metadata.id, "test_accuracy": test_accuracy, "test_loss": test_loss}
