@@ -1,0 +1,56 @@
+"""Training jobs: submit, list, inspect, and read their per-batch metrics."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Path, Query, Response, status
+
+from service import jobs
+from service.api.deps import RedisDep, SettingsDep
+from service.schemas import Job, JobList, MetricsPage, TrainingConfig
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+JobId = Annotated[str, Path(pattern=jobs.JOB_ID_PATTERN, description="The job's id (a UUID).")]
+_NOT_FOUND = {404: {"description": "No such job"}}
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=Job)
+def submit_job(
+    redis: RedisDep,
+    settings: SettingsDep,
+    response: Response,
+    config: Annotated[TrainingConfig, Body(openapi_examples={
+        "tutorial": {"summary": "The tutorial's run (all defaults)", "value": {}},
+        "short": {"summary": "30 batches, fixed seed", "value": {"train_batches": 30, "seed": 1}},
+    })] = None,
+) -> Job:
+    """Queue a training job. An empty body (or `{}`) trains the tutorial's model."""
+    job = jobs.submit(redis, settings, config or TrainingConfig())
+    response.headers["Location"] = f"/jobs/{job.id}"
+    return job
+
+
+@router.get("", response_model=JobList)
+def list_jobs(
+    redis: RedisDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> JobList:
+    """Jobs, newest first."""
+    return jobs.list_jobs(redis, offset, limit)
+
+
+@router.get("/{job_id}", response_model=Job, responses=_NOT_FOUND)
+def get_job(redis: RedisDep, job_id: JobId) -> Job:
+    return jobs.get(redis, job_id)
+
+
+@router.get("/{job_id}/metrics", response_model=MetricsPage, response_model_exclude_none=True, responses=_NOT_FOUND)
+def get_metrics(
+    redis: RedisDep,
+    job_id: JobId,
+    since: Annotated[str | None, Query(pattern=r"^\d{1,19}-\d{1,19}$", description="A cursor from a previous page.")] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> MetricsPage:
+    """Metric points after `since`, oldest first: one per training batch, with `val_*` every `test_every`."""
+    return jobs.metrics(redis, job_id, since, limit)

