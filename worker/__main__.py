@@ -4,34 +4,75 @@ import logging
 import os
 import socket
 import sys
+import threading
 
 from redis import Redis
-from rq import Worker
+from redis.exceptions import RedisError
+from rq import SimpleWorker
+from rq.worker import WorkerStatus
 from rq.serializers import JSONSerializer
 
 from service.data import DataError
 from service.settings import get_settings
-from worker.training import host_dataset
+from worker import control
+from worker.training import device_dataset, resolve_device, warm_up
 
 log = logging.getLogger("worker")
 
 
-class TrainingWorker(Worker):
-    """RQ's forking worker, with MNIST loaded once in this (parent) process.
+class TrainingWorker(SimpleWorker):
+    """RQ's in-process worker, kept warm: data, imports, kernels and CUDA context are paid for once per worker.
 
-    Each job runs in a forked child that inherits the loaded tensors, imports and all, so a job pays neither
-    the start-up nor the data load; the parent never touches CUDA, so every child can initialise it.
+    RQ's forking worker would give each job a fresh child, but every child would pay the framework's warm-up
+    (seconds on a CPU, CUDA's start-up on a GPU) and could not reuse data on the GPU. Running jobs in-process
+    costs two things that RQ's forking worker does for us, so they are done here: heartbeats during a job
+    (a thread calling RQ's own ``maintain_heartbeats``, so a killed worker's job is found abandoned within
+    ``heartbeat_ttl``), and stopping a job (RQ's stop-job command and SIGTERM set a flag the job checks at every
+    batch boundary).
     """
 
+    def __init__(self, *args, heartbeat_interval_s: float, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.heartbeat_interval_s = heartbeat_interval_s
+
     def execute_job(self, job, queue):
-        warm_dataset()
-        super().execute_job(job, queue)
+        control.reset()
+        execution = self.prepare_execution(job)
+        done = threading.Event()
+        beats = threading.Thread(target=self._beat, args=(job, execution, done), name="heartbeat", daemon=True)
+        beats.start()
+        try:
+            self.perform_job(job, queue, execution)
+        finally:
+            done.set()
+            beats.join()
+        self.set_state(WorkerStatus.IDLE)
+
+    def _beat(self, job, execution, done: threading.Event) -> None:
+        while not done.wait(self.heartbeat_interval_s):
+            try:
+                self.maintain_heartbeats(job, execution)
+            except RedisError as error:  # Redis away: keep training, beat again when it is back
+                log.warning("heartbeat failed: %s", error)
+
+    def get_heartbeat_ttl(self, job, working_time: float = 0.0) -> int:
+        return int(3 * self.heartbeat_interval_s) + 1
+
+    def kill_horse(self, sig=None):
+        """RQ's stop-job command (and a second SIGTERM) end up here: stop the job at the next batch."""
+        control.request_stop("canceled")
+
+    def request_stop(self, signum, frame):
+        """SIGTERM: take no new job, and end the current one at the next batch, failed as 'worker shut down'."""
+        control.request_stop("worker shut down before the job finished; submit it again")
+        super().request_stop(signum, frame)
 
 
-def warm_dataset() -> None:
+def warm_data_and_kernels() -> None:
+    settings = get_settings()
     try:
-        host_dataset(get_settings().data_dir)
-    except DataError as error:  # the job will fail with this message; the worker stays up for the next
+        warm_up(device_dataset(settings.data_dir, resolve_device("auto")))
+    except DataError as error:  # jobs will fail with this message until the data is there; stay up
         log.warning("MNIST data not ready: %s", error)
 
 
@@ -40,12 +81,13 @@ def main() -> None:
     settings = get_settings()
     if not settings.redis_url:
         sys.exit("MNIST_REDIS_URL is not set: point the worker at Redis (`mnist-service run` sets it for you)")
-    warm_dataset()
+    warm_data_and_kernels()
     worker = TrainingWorker(
         [settings.queue_name],
         name=f"{socket.gethostname()}.{os.getpid()}",
         connection=Redis.from_url(settings.redis_url),
         serializer=JSONSerializer,
+        heartbeat_interval_s=settings.heartbeat_s,
     )
     worker.work(with_scheduler=False)
 

@@ -13,8 +13,9 @@ from service.network import build_network, parameter_count
 from service.schemas import ModelMetadata, TrainingConfig
 from service.settings import get_settings
 from service.store import new_model_id, save_model
+from worker import control
 from worker.publisher import MetricPublisher
-from worker.training import TrainingError, evaluate, host_dataset, resolve_device, train
+from worker.training import TrainingError, device_dataset, evaluate, resolve_device, train
 
 
 def train_job(config: dict) -> dict:
@@ -24,7 +25,7 @@ def train_job(config: dict) -> dict:
         outcome = _train(job, TrainingConfig.model_validate(config))
     except Exception as error:
         # RQ keeps the traceback; the user gets one readable line.
-        known = isinstance(error, (DataError, TrainingError))
+        known = isinstance(error, (DataError, TrainingError, control.JobInterrupted))
         job.meta["error"] = str(error) if known else f"{type(error).__name__}: {error}"
         job.save_meta()
         raise
@@ -36,12 +37,13 @@ def train_job(config: dict) -> dict:
 def _train(job, config: TrainingConfig) -> dict:
     settings = get_settings()
     device = resolve_device(config.device)
-    data = host_dataset(settings.data_dir).to(device)
+    data = device_dataset(settings.data_dir, device)
     network = build_network(config).to(device)
     started = time.perf_counter()
     with MetricPublisher(job.connection, job.id, settings.retention_s) as publisher:
         for point in train(network, config, data):
             publisher.publish(point)
+            control.check()  # canceled or shutting down: stop here, between two batches
     train_seconds = time.perf_counter() - started
     test_loss, test_accuracy = evaluate(network, data.test_x, data.test_y)
     created_at = datetime.now(timezone.utc)

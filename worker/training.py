@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from service.data import load_mnist
+from service.network import build_network
 from service.schemas import MetricPoint, TrainingConfig
 
 
@@ -35,11 +36,7 @@ class Dataset:
 
 @lru_cache(maxsize=1)
 def host_dataset(data_dir: Path) -> Dataset:
-    """The verified MNIST arrays as CPU tensors, made once per process.
-
-    Built with numpy only (no torch op runs), so a worker can make it before forking its jobs: the children
-    share the pages and start training at once, and torch's thread pools start fresh in each child.
-    """
+    """The verified MNIST arrays as float tensors in main memory, made once per process."""
     mnist = load_mnist(data_dir)
 
     def images(raw: np.ndarray) -> torch.Tensor:
@@ -50,6 +47,21 @@ def host_dataset(data_dir: Path) -> Dataset:
 
     return Dataset(images(mnist.train_images), labels(mnist.train_labels),
                    images(mnist.test_images), labels(mnist.test_labels))
+
+
+@lru_cache(maxsize=2)
+def device_dataset(data_dir: Path, device: torch.device) -> Dataset:
+    """The dataset resident on ``device`` (on a GPU: no host-to-device copy per batch), kept for later jobs."""
+    return host_dataset(data_dir).to(device)
+
+
+def warm_up(data: Dataset) -> None:
+    """A few batches of the tutorial, so that the first real job finds the kernels chosen and compiled."""
+    config = TrainingConfig(train_batches=5, seed=0)
+    network = build_network(config).to(data.train_x.device)
+    for _ in train(network, config, data):
+        pass
+    evaluate(network, data.test_x, data.test_y)
 
 
 def resolve_device(requested: str) -> torch.device:
