@@ -7,8 +7,9 @@ and maps RQ's view onto the public one. Jobs are serialised as JSON, never pickl
 from datetime import datetime, timezone
 
 from redis import Redis
-from rq import Queue
-from rq.exceptions import NoSuchJobError
+from rq import Queue, Retry
+from rq.command import send_stop_job_command
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job as RQJob
 from rq.job import JobStatus as RQStatus
 from rq.serializers import JSONSerializer
@@ -40,6 +41,10 @@ class JobNotFound(LookupError):
     pass
 
 
+class JobConflict(Exception):
+    """The job is in a state that does not allow the operation."""
+
+
 def training_queue(redis: Redis, settings: Settings) -> Queue:
     return Queue(settings.queue_name, connection=redis, serializer=JSONSerializer)
 
@@ -53,6 +58,7 @@ def submit(redis: Redis, settings: Settings, config: TrainingConfig) -> Job:
         result_ttl=settings.retention_s,
         failure_ttl=settings.retention_s,
         description=f"train {config.preset}: {config.total_batches} batches",
+        retry=Retry(max=config.retries) if config.retries else None,
     )
     pipe = redis.pipeline()
     pipe.zadd(INDEX_KEY, {rq_job.id: rq_job.created_at.timestamp()})
@@ -80,6 +86,34 @@ def metrics(redis: Redis, job_id: str, since: str | None, limit: int) -> Metrics
     return MetricsPage(points=[point for _, point in points], cursor=cursor, status=status)
 
 
+def cancel(redis: Redis, job_id: str) -> Job:
+    """A queued job leaves the queue and never runs; a running one stops at its next batch boundary."""
+    rq_job = _fetch(redis, job_id)
+    status = PUBLIC_STATUS[rq_job.get_status(refresh=False)]
+    if status in ("succeeded", "failed", "canceled"):
+        raise JobConflict(f"job {job_id} has already ended: {status}")
+    if status == "queued":
+        rq_job.cancel()  # RQ's own: out of the queue, into the canceled registry
+    # A worker may have taken it meanwhile (or already had): RQ's stop-job command reaches that worker, whose
+    # job then stops between two batches and ends as stopped (shown as canceled), keeping its metrics.
+    rq_job.refresh()
+    if rq_job.worker_name and rq_job.get_status(refresh=False) == RQStatus.STARTED:
+        try:
+            send_stop_job_command(redis, job_id, serializer=JSONSerializer)
+        except InvalidJobOperation:  # it ended in between
+            pass
+    return get(redis, job_id)
+
+
+def fail_abandoned(redis: Redis, settings: Settings) -> None:
+    """Jobs whose worker stopped sending heartbeats (killed, lost) are failed, or retried if they asked for it.
+
+    RQ's own registry cleanup does it; the API runs it on a short period so that no job stays 'running'
+    even when no other worker is left to run RQ's maintenance.
+    """
+    training_queue(redis, settings).started_job_registry.cleanup()
+
+
 def _fetch(redis: Redis, job_id: str) -> RQJob:
     try:
         rq_job = RQJob.fetch(job_id, connection=redis, serializer=JSONSerializer)
@@ -104,6 +138,7 @@ def _public(rq_job: RQJob, latest) -> Job:
         progress=Progress(batch=latest.batch if latest else 0, total_batches=config.total_batches),
         latest=latest,
         worker=rq_job.worker_name or None,
+        attempt=meta.get("attempt", 1),
         model_id=meta.get("model_id"),
         test_accuracy=meta.get("test_accuracy"),
         test_loss=meta.get("test_loss"),
@@ -118,8 +153,8 @@ def _error(rq_job: RQJob, status: JobStatus) -> str | None:
         return rq_job.meta["error"]
     result = rq_job.latest_result()
     detail = (result.exc_string or "").strip().splitlines()[-1] if result and result.exc_string else ""
-    if "AbandonedJobError" in detail or "Work-horse terminated unexpectedly" in detail:
-        return f"the worker died while training: {detail}"
+    if "AbandonedJobError" in detail:
+        return "the worker died while training (it stopped sending heartbeats); the job was abandoned"
     if status == "canceled":
         return "canceled"
     return detail or "failed for an unknown reason"

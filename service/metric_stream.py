@@ -22,6 +22,7 @@ def encode(point: MetricPoint) -> dict[str, str]:
 def decode(fields: dict[bytes, bytes]) -> MetricPoint:
     values = {key.decode(): value.decode() for key, value in fields.items()}
     return MetricPoint(
+        attempt=int(values.get("attempt", 1)),
         batch=int(values["batch"]),
         **{name: float(values[name]) for name in _FLOAT_FIELDS if name in values},
     )

@@ -40,6 +40,7 @@ class TrainingConfig(BaseModel):
     test_batch_size: int = Field(1000, ge=1, le=10_000, description="Test images evaluated every `test_every` batches.")
     test_every: int = Field(5, ge=1, le=1_000_000)
     seed: int | None = Field(None, ge=0, lt=2**32, description="Same seed + same device = same metrics.")
+    retries: int = Field(0, ge=0, le=5, description="Run again from scratch if the worker dies mid-job.")
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
     @model_validator(mode="before")
@@ -97,6 +98,7 @@ JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
 
 
 class MetricPoint(BaseModel):
+    attempt: int = Field(1, description="1, or the retry this point belongs to (see `retries`).")
     batch: int = Field(description="1-based training batch number.")
     loss: float = Field(description="Training loss of this batch.")
     accuracy: float = Field(description="Training accuracy of this batch.")
@@ -120,6 +122,7 @@ class Job(BaseModel):
     progress: Progress
     latest: MetricPoint | None = Field(description="The newest metric point.")
     worker: str | None = Field(description="The worker that took the job.")
+    attempt: int = Field(description="1, or more when the job was retried after its worker died.")
     model_id: str | None = None
     test_accuracy: float | None = Field(None, description="Accuracy on the full 10,000-image test set.")
     test_loss: float | None = None

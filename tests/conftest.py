@@ -5,6 +5,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,12 +88,39 @@ class Service:
     env: dict[str, str]
     model_dir: Path
     processes: list[Process]
+    work: Path
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30)
 
     def logs(self) -> str:
         return "\n".join(f"----- {p.name} -----\n{p.output()}" for p in self.processes)
+
+    def add_worker(self) -> Process:
+        worker = start_worker(f"worker-{len(self.processes)}", self.env, self.work)
+        self.processes.append(worker)
+        return worker
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.stop()
+
+
+def launch(work: Path, redis_url: str, data_dir: Path, workers: int = 1, **env: str) -> Service:
+    """The real API and ``workers`` real workers, as separate processes, sharing ``redis_url``."""
+    work.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = {"MNIST_REDIS_URL": redis_url, "MNIST_DATA_DIR": str(data_dir), "MNIST_MODEL_DIR": str(work / "models"), **env}
+    api = start_process("api", [sys.executable, "-m", "service.cli", "api", "--port", str(port)], env, work)
+    service = Service(f"http://127.0.0.1:{port}", env, work / "models", [api], work)
+    for _ in range(workers):
+        service.add_worker()
+    try:
+        wait_until_healthy(service.url, service.processes)
+    except BaseException:
+        service.stop()
+        raise
+    return service
 
 
 def wait_until_healthy(url: str, processes: list[Process], timeout: float = 60) -> None:
@@ -113,24 +141,24 @@ def wait_until_healthy(url: str, processes: list[Process], timeout: float = 60) 
 @pytest.fixture(scope="session")
 def service(redis_url, mnist_data_dir, tmp_path_factory) -> Service:
     """The real API and one real worker, as separate processes, on the session's Redis."""
-    work = tmp_path_factory.mktemp("service")
-    port = free_port()
-    env = {
-        "MNIST_REDIS_URL": redis_url,
-        "MNIST_DATA_DIR": str(mnist_data_dir),
-        "MNIST_MODEL_DIR": str(work / "models"),
-    }
-    processes = [
-        start_worker("worker", env, work),
-        start_process("api", [sys.executable, "-m", "service.cli", "api", "--port", str(port)], env, work),
-    ]
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_healthy(url, processes)
-        yield Service(url, env, work / "models", processes)
-    finally:
-        for process in processes:
-            process.stop()
+    service = launch(tmp_path_factory.mktemp("service"), redis_url, mnist_data_dir)
+    yield service
+    service.stop()
+
+
+@pytest.fixture
+def stack(redis_url, mnist_data_dir, tmp_path):
+    """Start an API and workers of a test's own, on a queue of their own: for tests that kill or stop them."""
+    started: list[Service] = []
+
+    def start(workers: int = 1, **env: str) -> Service:
+        env.setdefault("MNIST_QUEUE_NAME", f"q-{uuid.uuid4().hex[:8]}")
+        started.append(launch(tmp_path / f"stack{len(started)}", redis_url, mnist_data_dir, workers, **env))
+        return started[-1]
+
+    yield start
+    for service in started:
+        service.stop()
 
 
 def wait_for_job(client: httpx.Client, job_id: str, timeout: float = 120) -> dict:

@@ -22,9 +22,9 @@ _CLOSE = object()
 
 
 class MetricPublisher:
-    def __init__(self, redis: Redis, job_id: str, retention_s: int, attempt: int = 1, retry_s: float = 0.5):
+    def __init__(self, redis: Redis, job_id: str, retention_s: int, retry_s: float = 0.5):
         self._redis, self._key = redis, metric_stream.stream_key(job_id)
-        self._attempt, self._retention_s, self._retry_s = attempt, retention_s, retry_s
+        self._retention_s, self._retry_s = retention_s, retry_s
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=f"metrics-{job_id}", daemon=True)
 
@@ -61,7 +61,7 @@ class MetricPublisher:
     def _send(self, points: list[MetricPoint]) -> bool:
         pipe = self._redis.pipeline(transaction=False)
         for point in points:
-            pipe.xadd(self._key, metric_stream.encode(point), id=f"{self._attempt}-{point.batch}")
+            pipe.xadd(self._key, metric_stream.encode(point), id=f"{point.attempt}-{point.batch}")
         pipe.expire(self._key, self._retention_s)
         try:
             results = pipe.execute(raise_on_error=False)

@@ -36,12 +36,16 @@ def train_job(config: dict) -> dict:
 
 def _train(job, config: TrainingConfig) -> dict:
     settings = get_settings()
+    attempt = config.retries - (job.retries_left or 0) + 1  # RQ counts retries down
+    job.meta["attempt"] = attempt
+    job.save_meta()
     device = resolve_device(config.device)
     data = device_dataset(settings.data_dir, device)
     network = build_network(config).to(device)
     started = time.perf_counter()
     with MetricPublisher(job.connection, job.id, settings.retention_s) as publisher:
         for point in train(network, config, data):
+            point.attempt = attempt
             publisher.publish(point)
             control.check()  # canceled or shutting down: stop here, between two batches
     train_seconds = time.perf_counter() - started

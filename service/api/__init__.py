@@ -1,5 +1,6 @@
 """The HTTP side: ``create_app()`` builds the FastAPI application."""
 
+import asyncio
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -9,7 +10,8 @@ from redis.exceptions import RedisError
 
 import service
 from service.api import health, jobs
-from service.jobs import JobNotFound
+from service.api.reaper import reap_abandoned_jobs
+from service.jobs import JobConflict, JobNotFound
 from service.settings import Settings, get_settings
 
 
@@ -27,7 +29,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             socket_connect_timeout=settings.redis_timeout_s,
             health_check_interval=30,
         )
+        reaper = asyncio.create_task(reap_abandoned_jobs(app.state.redis, settings))
         yield
+        reaper.cancel()
         app.state.redis.close()
 
     app = FastAPI(
@@ -43,6 +47,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(JobNotFound)
     async def not_found(request: Request, error: JobNotFound) -> JSONResponse:
         return JSONResponse({"detail": str(error)}, status_code=404)
+
+    @app.exception_handler(JobConflict)
+    async def conflict(request: Request, error: JobConflict) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=409)
 
     @app.exception_handler(RedisError)
     async def redis_unavailable(request: Request, error: RedisError) -> JSONResponse:

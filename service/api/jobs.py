@@ -45,6 +45,14 @@ def get_job(redis: RedisDep, job_id: JobId) -> Job:
     return jobs.get(redis, job_id)
 
 
+@router.post("/{job_id}/cancel", response_model=Job, status_code=status.HTTP_202_ACCEPTED,
+             responses={**_NOT_FOUND, 409: {"description": "The job has already ended"}})
+def cancel_job(redis: RedisDep, job_id: JobId) -> Job:
+    """Cancel a job: a queued one never runs; a running one stops at its next batch (its metrics are kept,
+    no model is saved). The answer is the job as it is now: poll it to see `canceled`."""
+    return jobs.cancel(redis, job_id)
+
+
 @router.get("/{job_id}/metrics", response_model=MetricsPage, response_model_exclude_none=True, responses=_NOT_FOUND)
 def get_metrics(
     redis: RedisDep,
