@@ -1,10 +1,12 @@
 """``python -m worker``: an RQ worker on the training queue."""
 
+import itertools
 import logging
 import os
 import socket
 import sys
 import threading
+import time
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -31,9 +33,12 @@ class TrainingWorker(SimpleWorker):
     batch boundary).
     """
 
+    max_connection_wait_time = 5.0  # Redis away while idle: retry at least this often (RQ's default: 60 s)
+
     def __init__(self, *args, heartbeat_interval_s: float, **kwargs):
         super().__init__(*args, **kwargs)
         self.heartbeat_interval_s = heartbeat_interval_s
+        self.shutdown_requested = False
 
     def execute_job(self, job, queue):
         control.reset()
@@ -64,6 +69,7 @@ class TrainingWorker(SimpleWorker):
 
     def request_stop(self, signum, frame):
         """SIGTERM: take no new job, and end the current one at the next batch, failed as 'worker shut down'."""
+        self.shutdown_requested = True
         control.request_stop("worker shut down before the job finished; submit it again")
         super().request_stop(signum, frame)
 
@@ -82,14 +88,28 @@ def main() -> None:
     if not settings.redis_url:
         sys.exit("MNIST_REDIS_URL is not set: point the worker at Redis (`mnist-service run` sets it for you)")
     warm_data_and_kernels()
-    worker = TrainingWorker(
-        [settings.queue_name],
-        name=f"{socket.gethostname()}.{os.getpid()}",
-        connection=Redis.from_url(settings.redis_url),
-        serializer=JSONSerializer,
-        heartbeat_interval_s=settings.heartbeat_s,
-    )
-    worker.work(with_scheduler=False)
+    connection = Redis.from_url(settings.redis_url)
+    # RQ's work loop gives up on a Redis error it meets outside its dequeue (e.g. just after a job).
+    # A Redis outage must not take the worker down, so start a fresh loop (under a fresh name, the old
+    # registration may linger until its TTL) until asked to shut down.
+    for generation in itertools.count():
+        worker = TrainingWorker(
+            [settings.queue_name],
+            name=f"{socket.gethostname()}.{os.getpid()}" + (f".{generation}" if generation else ""),
+            connection=connection,
+            serializer=JSONSerializer,
+            heartbeat_interval_s=settings.heartbeat_s,
+            worker_ttl=30,  # a dead idle worker disappears from the registry within 30 s
+            maintenance_interval=30,  # and its job is cleaned up by any other worker too
+        )
+        try:
+            worker.work(with_scheduler=False)
+        except RedisError as error:
+            log.warning("lost Redis: %s", error)
+        if worker.shutdown_requested:
+            return
+        log.warning("the work loop ended without a shutdown request; starting again in 2 s")
+        time.sleep(2)
 
 
 if __name__ == "__main__":

@@ -22,9 +22,9 @@ _CLOSE = object()
 
 
 class MetricPublisher:
-    def __init__(self, redis: Redis, job_id: str, retention_s: int, retry_s: float = 0.5):
+    def __init__(self, redis: Redis, job_id: str, retention_s: int, retry_s: float = 0.5, close_timeout_s: float = 30):
         self._redis, self._key = redis, metric_stream.stream_key(job_id)
-        self._retention_s, self._retry_s = retention_s, retry_s
+        self._retention_s, self._retry_s, self._close_timeout_s = retention_s, retry_s, close_timeout_s
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=f"metrics-{job_id}", daemon=True)
 
@@ -34,7 +34,9 @@ class MetricPublisher:
 
     def __exit__(self, *exc_info) -> None:
         self._inbox.put(_CLOSE)
-        self._thread.join()
+        self._thread.join(self._close_timeout_s)
+        if self._thread.is_alive():  # Redis still away: the job ends, the thread keeps trying (ids dedupe)
+            log.warning("metric points of %s not yet published; still retrying in the background", self._key)
 
     def publish(self, point: MetricPoint) -> None:
         self._inbox.put(point)
