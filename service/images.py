@@ -30,6 +30,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP")  # JPEG includes MPO
 _WORK = 512  # pictures are shrunk early, but their shorter side kept >= this: a digit filling
 #              only part of a photo still spans well over the 20 px it is scaled to
+_MAX_SIDE = 4096  # ... and their longer side kept <= this, so a 40000x1000 strip costs no more than a photo
 _BOX, _SIDE, _CENTRE = 20, 28, 14.0  # MNIST's centres of mass: mean 14.00, sd 0.29 (training set)
 _MIN_INK = 0.001  # a digit covers at least this fraction of the picture
 _MIN_CONTRAST = 16.0  # grey levels the ink must rise above the background's cut-off
@@ -146,7 +147,8 @@ def mnist_to_input(array_uint8: np.ndarray) -> np.ndarray:
 
 
 def _grayscale(image: Image.Image) -> np.ndarray:
-    """Luminance 0..255 as float32, shrunk (box-averaged) to a shorter side of at most 2 * _WORK."""
+    """Luminance 0..255 as float32, shrunk (box-averaged) to a shorter side of at most 2 * _WORK and a longer
+    side of at most _MAX_SIDE."""
     if image.has_transparency_data:
         image = image.convert("RGBA").convert("LA")  # palette transparency becomes alpha
     elif image.mode == "LAB":  # (TIFF) Pillow cannot convert it, but L is the lightness
@@ -155,7 +157,7 @@ def _grayscale(image: Image.Image) -> np.ndarray:
         image = image.convert("I")
     elif image.mode not in ("I", "F"):
         image = image.convert("L")
-    factor = min(image.size) // _WORK
+    factor = max(min(image.size) // _WORK, -(-max(image.size) // _MAX_SIDE))
     if factor > 1:
         image = image.reduce(factor)  # averages premultiplied alpha, so edges stay right
     values = np.asarray(image, dtype=np.float32)

@@ -2,6 +2,10 @@
 
 Weights are written and read with safetensors only (never pickle). A model folder appears atomically
 (written under a temporary name, then renamed), so readers never see half a model.
+
+The default model is the one named in ``<model_dir>/default-model`` (written with ``choose_default_model``),
+else the newest. It lives beside the models rather than in Redis: every API replica shares the directory,
+and prediction keeps working while Redis is down.
 """
 
 import json
@@ -22,6 +26,7 @@ from service.schemas import ModelMetadata
 MODEL_ID_PATTERN = r"^\d{8}T\d{6}Z-[0-9a-f]{8}$"
 WEIGHTS_FILE = "weights.safetensors"
 METADATA_FILE = "metadata.json"
+DEFAULT_FILE = "default-model"
 
 
 class ModelNotFound(LookupError):
@@ -49,8 +54,13 @@ def save_model(model_dir: Path, network: nn.Module, metadata: ModelMetadata) -> 
     return final
 
 
+def model_exists(model_dir: Path, model_id: str) -> bool:
+    # The pattern first: an id that could name anything outside the store never reaches the file system.
+    return bool(re.fullmatch(MODEL_ID_PATTERN, model_id)) and (model_dir / model_id / METADATA_FILE).is_file()
+
+
 def _folder(model_dir: Path, model_id: str) -> Path:
-    if not re.fullmatch(MODEL_ID_PATTERN, model_id) or not (model_dir / model_id / METADATA_FILE).is_file():
+    if not model_exists(model_dir, model_id):
         raise ModelNotFound(f"no model {model_id!r}")
     return model_dir / model_id
 
@@ -66,9 +76,58 @@ def load_network(model_dir: Path, model_id: str) -> tuple[nn.Module, ModelMetada
     return network.eval(), metadata
 
 
-def list_models(model_dir: Path) -> list[ModelMetadata]:
-    """Every model, newest first."""
+def model_ids(model_dir: Path) -> list[str]:
+    """Every model's id, newest first (ids sort by creation time; staging folders are hidden names)."""
     if not model_dir.is_dir():
         return []
-    ids = sorted((p.name for p in model_dir.iterdir() if re.fullmatch(MODEL_ID_PATTERN, p.name)), reverse=True)
-    return [load_metadata(model_dir, model_id) for model_id in ids]
+    return sorted((p.name for p in model_dir.iterdir() if re.fullmatch(MODEL_ID_PATTERN, p.name)), reverse=True)
+
+
+def list_models(model_dir: Path) -> list[ModelMetadata]:
+    """Every model, newest first."""
+    models = []
+    for model_id in model_ids(model_dir):
+        try:
+            models.append(load_metadata(model_dir, model_id))
+        except ModelNotFound:  # deleted since the directory was listed
+            continue
+    return models
+
+
+def delete_model(model_dir: Path, model_id: str) -> None:
+    """Remove a model. It leaves the store at once (a rename), so no reader loads half of it."""
+    folder = _folder(model_dir, model_id)
+    doomed = model_dir / f".{model_id}.deleted-{secrets.token_hex(4)}"
+    try:
+        folder.rename(doomed)
+    except FileNotFoundError:  # another request deleted it first
+        raise ModelNotFound(f"no model {model_id!r}") from None
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def choose_default_model(model_dir: Path, model_id: str) -> None:
+    """Make `model_id` the default of every API process that shares `model_dir`."""
+    _folder(model_dir, model_id)
+    descriptor, staging = tempfile.mkstemp(prefix=f".{DEFAULT_FILE}.", dir=model_dir)
+    try:
+        with os.fdopen(descriptor, "w") as file:
+            file.write(f"{model_id}\n")
+        os.chmod(staging, 0o644)
+        os.replace(staging, model_dir / DEFAULT_FILE)  # atomic: readers see the old choice or the new one
+    except BaseException:
+        Path(staging).unlink(missing_ok=True)
+        raise
+
+
+def chosen_default_model(model_dir: Path) -> str | None:
+    """The model chosen as the default, while it exists: once it is deleted, the newest takes over."""
+    try:
+        model_id = (model_dir / DEFAULT_FILE).read_text().strip()
+    except FileNotFoundError:
+        return None
+    return model_id if model_exists(model_dir, model_id) else None
+
+
+def default_model_id(model_dir: Path) -> str | None:
+    """The model that serves when none is named: the chosen one, else the newest; None before any exists."""
+    return chosen_default_model(model_dir) or next(iter(model_ids(model_dir)), None)

@@ -377,3 +377,10 @@ def test_mnist_to_input() -> None:
     out = mnist_to_input(array)
     assert out.dtype == np.float32 and out.shape == (28, 28)
     assert out[0, :3].tolist() == pytest.approx([0.0, 0.2, 1.0])
+
+
+def test_a_very_long_strip_is_shrunk_by_its_longer_side_and_the_mark_found() -> None:
+    strip = np.full((1000, 40000), 255, dtype=np.uint8)
+    strip[200:800, 20000:20100] = 0  # a vertical bar: a "1"
+    out = to_mnist(Image.fromarray(strip))
+    assert out.max() == 255 and (out > 128).sum(axis=0).max() == 20  # the bar fills the 20 px box's height

@@ -1,0 +1,92 @@
+"""Which model serves, the bounded cache of loaded networks, and the store's delete and default choice."""
+
+from datetime import datetime, timezone
+
+import numpy as np
+import pytest
+import torch
+
+from service.inference import ModelCache, NoModelYet, classify
+from service.network import build_network
+from service.schemas import ModelMetadata, TrainingConfig
+from service.store import (
+    DEFAULT_FILE,
+    ModelNotFound,
+    choose_default_model,
+    default_model_id,
+    delete_model,
+    list_models,
+    load_network,
+    new_model_id,
+    save_model,
+)
+
+
+def add_model(model_dir, month: int) -> str:
+    config = TrainingConfig(seed=month)
+    created_at = datetime(2026, month, 1, tzinfo=timezone.utc)
+    metadata = ModelMetadata(id=new_model_id(created_at), job_id=None, created_at=created_at, config=config,
+                             test_accuracy=0.9, test_loss=0.3, parameters=5994, train_seconds=1.0, device="cpu",
+                             versions={})
+    save_model(model_dir, build_network(config), metadata)
+    return metadata.id
+
+
+def test_the_default_is_the_chosen_model_while_it_exists_else_the_newest(tmp_path):
+    assert default_model_id(tmp_path) is None
+    january, march = add_model(tmp_path, 1), add_model(tmp_path, 3)
+    assert default_model_id(tmp_path) == march
+    choose_default_model(tmp_path, january)
+    may = add_model(tmp_path, 5)
+    assert default_model_id(tmp_path) == january
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging file left
+    delete_model(tmp_path, january)
+    assert default_model_id(tmp_path) == may
+    assert [m.id for m in list_models(tmp_path)] == [may, march]
+
+
+def test_deleting_or_choosing_an_unknown_model_is_not_found(tmp_path):
+    model_id = add_model(tmp_path, 1)
+    delete_model(tmp_path, model_id)
+    assert list(tmp_path.iterdir()) == []
+    for action in (delete_model, choose_default_model):
+        for bad in (model_id, "../x", f"{model_id}/../../x"):
+            with pytest.raises(ModelNotFound):
+                action(tmp_path, bad)
+    assert not (tmp_path / DEFAULT_FILE).exists()
+
+
+def test_the_cache_resolves_ids_against_the_store_each_time(tmp_path):
+    cache = ModelCache(tmp_path, size=2)
+    with pytest.raises(NoModelYet, match="POST /jobs first"):
+        cache.resolve(None)
+    model_id = add_model(tmp_path, 1)
+    assert cache.resolve(None) == cache.resolve(model_id) == model_id
+    cache.network(model_id)
+    delete_model(tmp_path, model_id)  # as another replica would: this cache still holds the network
+    with pytest.raises(ModelNotFound):
+        cache.resolve(model_id)
+    with pytest.raises(NoModelYet):
+        cache.resolve(None)
+
+
+def test_the_cache_keeps_the_most_recently_used_networks(tmp_path):
+    cache = ModelCache(tmp_path, size=2)
+    first, second, third = (add_model(tmp_path, month) for month in (1, 2, 3))
+    kept = cache.network(first)
+    dropped = cache.network(second)
+    assert cache.network(first) is kept  # first is now the most recently used: second goes next
+    cache.network(third)
+    assert cache.network(first) is kept and cache.network(second) is not dropped
+    cache.discard(first)
+    assert cache.network(first) is not kept
+
+
+def test_classify_gives_the_networks_softmax(tmp_path):
+    model_id = add_model(tmp_path, 1)
+    network, _ = load_network(tmp_path, model_id)
+    images = np.random.default_rng(0).random((5, 28, 28), dtype=np.float32)
+    probabilities = classify(network, images)
+    assert probabilities.shape == (5, 10) and np.allclose(probabilities.sum(1), 1, atol=1e-6)
+    expected = torch.softmax(network(torch.from_numpy(images).unsqueeze(1)), 1).detach().numpy()
+    np.testing.assert_allclose(probabilities, expected, rtol=1e-5)
