@@ -92,6 +92,21 @@ def verify_data_dir(data_dir: Path) -> None:
         verify_file(data_dir / name, name)
 
 
+def check_sizes(data_dir: Path) -> None:
+    """Raise DataError for the first MNIST file in `data_dir` that is missing or has the wrong size.
+
+    Cheap enough for a readiness probe, as it reads no content: a worker still verifies every byte it loads.
+    """
+    for name, size in _SIZES.items():
+        path = data_dir / name
+        try:
+            found = path.stat().st_size
+        except FileNotFoundError:
+            raise DataError(f"MNIST file {path} is missing: run `mnist-service fetch-data`") from None
+        if found != size:
+            raise DataError(f"MNIST file {path} has {found} bytes, expected {size}: run `mnist-service fetch-data`")
+
+
 def _write_atomically(path: Path, data: bytes) -> None:
     """Write via a temp file in the same directory, so readers never see a partial file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")

@@ -1,0 +1,44 @@
+"""Configuration by environment: a wrong value stops a process at start, naming the variable; the README
+documents every variable."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from service.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+MNIST_SERVICE = str(Path(sys.executable).with_name("mnist-service"))  # the console script, beside this Python
+
+
+@pytest.mark.parametrize(
+    "command, variable, value",
+    [
+        ([MNIST_SERVICE, "api"], "MNIST_PORT", "abc"),
+        ([MNIST_SERVICE, "api"], "MNIST_LOG_LEVEL", "loud"),
+        ([sys.executable, "-m", "worker"], "MNIST_HEARTBEAT_S", "-1"),
+    ],
+)
+def test_a_wrong_value_stops_the_process_at_start_naming_the_variable(command, variable, value):
+    env = {**os.environ, "MNIST_REDIS_URL": "redis://127.0.0.1:1/0", variable: value}
+    result = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert f"{variable}: " in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_the_log_level_takes_any_case(monkeypatch):
+    monkeypatch.setenv("MNIST_LOG_LEVEL", "debug")
+    assert Settings().log_level == "DEBUG"
+
+
+def test_the_readme_documents_every_variable():
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("## Configuration"):]
+    table = table[:table.index("\n## ", 1)]
+    documented = set(re.findall(r"`(MNIST_\w+)`", table))
+    assert {Settings.env_name(field) for field in Settings.model_fields} <= documented
