@@ -1,0 +1,162 @@
+// The dashboard in Debian's headless Chromium, against a real service with no model yet.
+// Run by tests/test_dashboard.py:  DASHBOARD_URL=http://127.0.0.1:PORT ARTIFACTS=dir node --test dashboard.test.mjs
+// The tests run in order and build on each other: no model -> train from the form -> draw -> gallery -> phone.
+
+import assert from 'node:assert/strict';
+import { mkdir } from 'node:fs/promises';
+import { after, before, test } from 'node:test';
+import { chromium } from 'playwright-core';
+
+const URL = process.env.DASHBOARD_URL;
+const ARTIFACTS = process.env.ARTIFACTS ?? 'test-artifacts';
+const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+let browser;
+let page;
+const problems = []; // console errors, uncaught exceptions, and any request that leaves the service
+
+before(async () => {
+  await mkdir(ARTIFACTS, { recursive: true });
+  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
+  page = await browser.newPage({ viewport: { width: 1280, height: 1180 } });
+  page.setDefaultTimeout(60_000);
+  page.on('console', (message) => {
+    // The refusals the tests provoke (409: no model yet, 422: a bad field) are shown in the page, not errors.
+    const expected = /the server responded with a status of (409|422)/.test(message.text());
+    if (message.type() === 'error' && !expected) problems.push(`console: ${message.text()}`);
+  });
+  page.on('pageerror', (error) => problems.push(`exception: ${error.message}`));
+  await page.route('**/*', (route) => {
+    if (route.request().url().startsWith(URL)) return route.continue();
+    problems.push(`external request: ${route.request().url()}`); // the page must work offline
+    return route.abort();
+  });
+  await page.goto(URL);
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+// The number of points each chart series shows now.
+const chartPoints = () => page.evaluate(() => ({
+  loss: document.querySelector('#loss-chart polyline[data-series=train]').points.numberOfItems,
+  lossValidation: document.querySelectorAll('#loss-chart [data-series=validation] circle').length,
+  accuracy: document.querySelector('#accuracy-chart polyline[data-series=train]').points.numberOfItems,
+  accuracyValidation: document.querySelectorAll('#accuracy-chart [data-series=validation] circle').length,
+}));
+
+async function drawVerticalStroke() {
+  const box = await page.locator('#pad').boundingBox();
+  const x = box.x + box.width / 2;
+  await page.mouse.move(x, box.y + box.height * 0.2);
+  await page.mouse.down();
+  for (let step = 1; step <= 12; step += 1) await page.mouse.move(x, box.y + box.height * (0.2 + 0.05 * step));
+  await page.mouse.up();
+}
+
+test('the page loads with the form filled from the tutorial preset', async () => {
+  await page.waitForFunction(() => document.querySelector('#field-train_batches')?.value === '100');
+  assert.equal(await page.inputValue('#field-preset'), 'tutorial');
+  assert.equal(await page.inputValue('#field-learning_rate'), '0.15');
+  assert.equal(await page.inputValue('#field-conv_filters'), '8, 16');
+  assert.match(await page.textContent('#models'), /No models yet/);
+});
+
+test('drawing before any model is trained shows the server\'s reason', async () => {
+  await drawVerticalStroke();
+  await page.waitForSelector('#prediction .error');
+  assert.match(await page.textContent('#prediction'), /no trained model yet/);
+});
+
+test('a refused field shows the server\'s message beside it', async () => {
+  await page.fill('#field-learning_rate', '-1');
+  await page.click('#train-form button[type=submit]');
+  const message = page.locator('[data-field=learning_rate] .field-error');
+  await message.waitFor({ state: 'visible' });
+  assert.match(await message.textContent(), /greater than 0/);
+  await page.fill('#field-learning_rate', '0.15');
+});
+
+test('a job started from the form draws its loss and accuracy while it trains', async () => {
+  await page.fill('#field-train_batches', '60');
+  await page.fill('#field-seed', '1');
+  await page.click('#train-form button[type=submit]');
+  await page.waitForFunction(() => document.querySelector('#job-view').dataset.status === 'running');
+
+  // Sample the loss chart as the job trains: the points must arrive a few at a time, not all at the end.
+  const seen = new Set();
+  for (const started = Date.now(); Date.now() - started < 90_000;) {
+    const { loss } = await chartPoints();
+    if (loss >= 20 && loss < 60 && ![...seen].some((n) => n >= 20)) {
+      await page.screenshot({ path: `${ARTIFACTS}/dashboard-training.png`, fullPage: true });
+    }
+    seen.add(loss);
+    if (loss === 60) break;
+    await page.waitForTimeout(50);
+  }
+  const partial = [...seen].filter((n) => n > 0 && n < 60);
+  assert.ok(partial.length >= 3, `the chart grew in steps while training: saw ${[...seen]}`);
+
+  await page.waitForFunction(() => document.querySelector('#job-view').dataset.status === 'succeeded');
+  // One point per batch; a test evaluation every 5 batches.
+  assert.deepEqual(await chartPoints(), { loss: 60, lossValidation: 12, accuracy: 60, accuracyValidation: 12 });
+  assert.match(await page.textContent('.job-summary'),
+    /succeeded · batch 60 of 60 .* test accuracy \d+\.\d% on 10,000 images/);
+  assert.ok(await page.isHidden('#job-view [data-action=cancel]'));
+  const row = page.locator('#jobs li.selected');
+  assert.match(await row.textContent(), /succeeded/);
+  await page.locator('#models .badge.default').waitFor();
+});
+
+test('a digit drawn on the pad is read, with ten probability bars', async () => {
+  await page.click('#pad-clear');
+  await drawVerticalStroke();
+  await page.waitForSelector('#prediction .digit');
+  const probabilities = await page.$$eval('#prediction .bars li',
+    (bars) => bars.map((bar) => +bar.dataset.probability));
+  assert.equal(probabilities.length, 10);
+  assert.ok(Math.abs(probabilities.reduce((a, b) => a + b) - 1) < 1e-3);
+  assert.equal(await page.textContent('#prediction .digit'), '1');
+  assert.equal(Math.max(...probabilities), probabilities[1]);
+  await page.locator('#pad').locator('xpath=ancestor::section').screenshot({ path: `${ARTIFACTS}/pad.png` });
+});
+
+test('the gallery shows test digits with the model\'s readings, mistakes marked', async () => {
+  await page.waitForFunction(() => [...document.querySelectorAll('#gallery li')].every((li) => li.dataset.predicted));
+  const items = await page.$$eval('#gallery li', (lis) => lis.map((li) => ({
+    predicted: li.dataset.predicted, mistake: li.classList.contains('mistake'), caption: li.textContent,
+  })));
+  assert.equal(items.length, 24);
+  const right = items.filter((item) => !item.mistake).length;
+  assert.match(await page.textContent('.gallery-summary'), new RegExp(`reads ${right} of these 24 right`));
+  assert.ok(right >= 18, `a model at ~90% reads most of them: ${right} of 24`);
+  assert.ok(items.filter((item) => item.mistake).every((item) => item.caption.includes('✗')));
+});
+
+test('a running job can be canceled from its view', async () => {
+  await page.fill('#field-train_batches', '400');
+  await page.click('#train-form button[type=submit]');
+  await page.waitForFunction(() => document.querySelector('#loss-chart polyline').points.numberOfItems >= 120);
+  await page.screenshot({ path: `${ARTIFACTS}/dashboard.png` }); // for the README: everything at work
+  await page.click('#job-view [data-action=cancel]');
+  await page.waitForFunction(() => document.querySelector('#job-view').dataset.status === 'canceled');
+  assert.match(await page.textContent('.job-summary'), /canceled/);
+});
+
+test('on a phone the page fits the screen, one column', async () => {
+  await page.setViewportSize({ width: 375, height: 812 });
+  const widths = await page.evaluate(() => ({
+    page: document.documentElement.scrollWidth,
+    pad: document.querySelector('#pad').getBoundingClientRect().width,
+    chart: document.querySelector('#loss-chart').getBoundingClientRect().width,
+  }));
+  assert.ok(widths.page <= 375, `no sideways scrolling: the page is ${widths.page} px wide`);
+  assert.ok(widths.pad >= 250 && widths.chart >= 250, `pad and charts keep a usable size: ${JSON.stringify(widths)}`);
+  await page.screenshot({ path: `${ARTIFACTS}/dashboard-phone.png`, fullPage: true });
+});
+
+test('nothing went wrong in the page, and it fetched nothing from outside', () => {
+  assert.deepEqual(problems, []);
+});

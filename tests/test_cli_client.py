@@ -1,0 +1,84 @@
+"""The client commands (`train`, `jobs`, `models`, `predict`, `cancel`) as a user runs them: real processes
+talking HTTP to the real service."""
+
+import re
+import subprocess
+import sys
+
+from PIL import Image
+
+from service.cli import build_parser
+from service.data import load_mnist
+from tests.conftest import ROOT, free_port
+
+UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+
+
+def cli(*args: str, url: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "service.cli", *args, "--url", url], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_set_reads_values_as_json_and_bare_words_as_strings():
+    args = build_parser().parse_args(["train", "--set", "conv_filters=[16,32]", "--set", "learning_rate=0.01",
+                                      "--set", "optimizer=adam", "--set", "batch_norm=true"])
+    assert dict(args.fields) == {"conv_filters": [16, 32], "learning_rate": 0.01, "optimizer": "adam",
+                                 "batch_norm": True}
+
+
+def test_train_watch_shows_progress_until_the_model_and_exits_0(service):
+    done = cli("train", "--watch", "--set", "train_batches=20", "--set", "seed=7", url=service.url)
+    assert done.returncode == 0, done.stderr + service.logs()
+    lines = done.stdout.splitlines()
+    assert re.fullmatch(UUID, lines[0])  # the job id first, so scripts can take it
+    progress = [line for line in lines if line.startswith("batch")]
+    assert [int(re.match(r"batch\s+(\d+)/20", line)[1]) for line in progress] == [5, 10, 15, 20]
+    assert all(re.search(r"loss \d\.\d{4}  accuracy \d\.\d{3}  val_loss \d+\.\d{4}  val_accuracy \d\.\d{3}$", line)
+               for line in progress)
+    assert "succeeded" in lines
+    assert re.fullmatch(r"model \S+: test accuracy \d+\.\d\d% on 10,000 images", lines[-1])
+
+    listed = cli("jobs", url=service.url)
+    assert listed.returncode == 0 and lines[0] in listed.stdout
+    assert re.search(rf"{lines[0]}\s+succeeded\s+20/20\s+\d+\.\d\d%", listed.stdout)
+    model_id = lines[-1].split()[1].rstrip(":")
+    models = cli("models", url=service.url)
+    assert models.returncode == 0 and model_id in models.stdout
+
+
+def test_train_without_watch_prints_only_the_job_id(service):
+    done = cli("train", "--preset", "tutorial", "--set", "train_batches=1", url=service.url)
+    assert done.returncode == 0 and re.fullmatch(UUID, done.stdout.strip())
+
+
+def test_a_refused_config_exits_non_zero_with_the_servers_message(service):
+    done = cli("train", "--watch", "--set", "learning_rate=-1", url=service.url)
+    assert done.returncode == 1 and done.stdout == ""
+    assert "learning_rate: Input should be greater than 0" in done.stderr
+
+
+def test_a_job_that_fails_exits_non_zero_with_its_error(service):
+    done = cli("train", "--watch", "--set", "device=cuda", "--set", "train_batches=5", url=service.url)
+    assert done.returncode == 1, done.stdout
+    assert done.stderr.startswith("failed: ") and "cuda" in done.stderr.lower()
+
+
+def test_predict_prints_the_digit_and_confidence_of_each_file(service, mnist_data_dir, tmp_path):
+    assert cli("train", "--watch", "--set", "train_batches=60", "--set", "seed=8", url=service.url).returncode == 0
+    mnist = load_mnist(mnist_data_dir)
+    paths = []
+    for index in range(3):
+        paths.append(tmp_path / f"digit-{mnist.test_labels[index]}.png")
+        Image.fromarray(mnist.test_images[index]).resize((112, 112)).save(paths[-1])
+    done = cli("predict", *map(str, paths), url=service.url)
+    assert done.returncode == 0, done.stderr
+    for path, line in zip(paths, done.stdout.splitlines(), strict=True):
+        found = re.fullmatch(rf"{re.escape(str(path))}: (\d) \((\d+\.\d\d)%\)", line)
+        assert found, line
+    # The tutorial's net after 60 batches reads the first test digits (7, 2, 1) right.
+    assert [line.rsplit(":", 1)[1].split()[0] for line in done.stdout.splitlines()] == ["7", "2", "1"]
+
+
+def test_an_unreachable_server_is_a_clear_error():
+    done = cli("jobs", url=f"http://127.0.0.1:{free_port()}", timeout=30)
+    assert done.returncode == 1 and done.stderr.startswith("error: cannot reach http://127.0.0.1:")

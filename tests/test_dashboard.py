@@ -1,0 +1,40 @@
+"""The dashboard in a real headless Chromium (Debian's), driven by playwright-core from node, against the real
+service: the page's own scenario is tests/browser/dashboard.test.mjs. `make test` installs both first."""
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from service.embedded_redis import EmbeddedRedis
+from tests.conftest import ROOT, free_port, launch
+
+BROWSER_TESTS = ROOT / "tests" / "browser"
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+@pytest.fixture
+def fresh_service(mnist_data_dir, tmp_path):
+    """The real API and a worker on a Redis and a model store of their own: the page starts with no job and no
+    model, and shows only what the test does."""
+    with EmbeddedRedis(tmp_path / "redis", port=free_port()) as redis_url:
+        service = launch(tmp_path / "service", redis_url, mnist_data_dir)
+        try:
+            yield service
+        finally:
+            service.stop()
+
+
+@pytest.mark.timeout(420)
+def test_the_dashboard_trains_draws_and_classifies_in_a_real_browser(fresh_service):
+    missing = [str(p) for p in (CHROMIUM, BROWSER_TESTS / "node_modules" / "playwright-core") if not p.exists()]
+    assert not missing, f"missing {', '.join(missing)}: run `make browser` (apt chromium + npm ci)"
+    run = subprocess.run(
+        ["node", "--test", "--test-reporter=spec", "dashboard.test.mjs"],
+        cwd=BROWSER_TESTS, env={**os.environ, "DASHBOARD_URL": fresh_service.url, "ARTIFACTS": str(ARTIFACTS)},
+        capture_output=True, text=True, timeout=400,
+    )
+    assert run.returncode == 0, f"{run.stdout}\n{run.stderr}\n{fresh_service.logs()}"
+    # The screenshots stay in test-artifacts/ (docs/dashboard.png, in the README, is one of them, copied by hand).
