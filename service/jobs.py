@@ -142,6 +142,7 @@ def _public(rq_job: RQJob, latest) -> Job:
         model_id=meta.get("model_id"),
         test_accuracy=meta.get("test_accuracy"),
         test_loss=meta.get("test_loss"),
+        train_seconds=meta.get("train_seconds"),
         error=_error(rq_job, status),
     )
 

@@ -1,14 +1,16 @@
 """One Redis Stream per job holds its metric points, in order; the stream id is the public cursor.
 
 The worker appends (XADD), the API reads (XRANGE with an exclusive start), so a poller that passes back the
-cursor it was given receives every point exactly once.
+cursor it was given receives every point exactly once. Event streams read the same cursor with XREAD BLOCK.
 """
 
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
 
 from service.schemas import MetricPoint
 
 _FLOAT_FIELDS = ("loss", "accuracy", "elapsed_s", "val_loss", "val_accuracy")
+CURSOR_PATTERN = r"^\d{1,19}-\d{1,19}$"  # a stream id, `<attempt>-<batch>`
 
 
 def stream_key(job_id: str) -> str:
@@ -35,6 +37,16 @@ def read(redis: Redis, job_id: str, since: str | None, limit: int) -> tuple[list
     points = [(entry_id.decode(), decode(fields)) for entry_id, fields in entries]
     cursor = points[-1][0] if points else (since or "0-0")
     return points, cursor
+
+
+async def wait_for(
+    redis: AsyncRedis, job_id: str, since: str, wait_s: float, limit: int
+) -> list[tuple[str, MetricPoint]]:
+    """Points after the cursor ``since`` ("0-0": all), oldest first; when there are none yet, the ones that
+    arrive within ``wait_s`` seconds (XREAD BLOCK; 0: do not wait). The writer never waits for such readers."""
+    block_ms = max(1, round(wait_s * 1000)) if wait_s > 0 else None  # BLOCK 0 would wait forever
+    reply = await redis.xread({stream_key(job_id): since}, count=limit, block=block_ms)
+    return [(entry_id.decode(), decode(fields)) for _, entries in reply for entry_id, fields in entries]
 
 
 def latest_many(redis: Redis, job_ids: list[str]) -> list[MetricPoint | None]:

@@ -1,15 +1,17 @@
-"""The public data shapes: the training configuration, jobs and metric points.
+"""The public data shapes: the training configuration, jobs and metric points, predictions and models.
 
 ``TrainingConfig`` is shared by the API (validation of ``POST /jobs``) and the worker (the job's argument).
 Its defaults are the TensorFlow.js tutorial's, so ``POST /jobs {}`` reproduces the tutorial.
 """
 
+import base64
+import binascii
 import math
 import secrets
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, PlainValidator, Tag, WithJsonSchema, model_validator
 
 TRAIN_SIZE = 60_000
 IMAGE_SIDE = 28
@@ -33,7 +35,12 @@ class TrainingConfig(BaseModel):
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout before the dense layers.")
     # The optimisation.
     optimizer: Literal["sgd", "momentum", "adam"] = "sgd"
-    learning_rate: float = Field(0.15, gt=0.0, le=10.0)
+    learning_rate: float = Field(0.15, gt=0.0, le=10.0, description="The (peak, with one-cycle) learning rate.")
+    lr_schedule: Literal["constant", "onecycle"] = Field(
+        "constant", description="`onecycle`: warm up to `learning_rate`, then anneal to ~0 by the last batch."
+    )
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="`bf16`: mixed precision (autocast).")
     batch_size: int = Field(64, ge=1, le=8192)
     train_batches: int | None = Field(100, ge=1, le=1_000_000, description="Batches to train; or give `epochs`.")
     epochs: float | None = Field(None, gt=0.0, le=100.0, description="Passes over the 60,000 training images.")
@@ -126,6 +133,7 @@ class Job(BaseModel):
     model_id: str | None = None
     test_accuracy: float | None = Field(None, description="Accuracy on the full 10,000-image test set.")
     test_loss: float | None = None
+    train_seconds: float | None = Field(None, description="Time spent in the training loop.")
     error: str | None = None
 
 
@@ -155,3 +163,155 @@ class ModelMetadata(BaseModel):
     train_seconds: float
     device: str
     versions: dict[str, str] = Field(description="Versions of the software that trained it.")
+
+
+# Prediction: the JSON bodies of POST /predict, its answer, and the model listing.
+# The pixel grid's shape and values are checked by `service.images.pixels_to_array`, which names the bad
+# row or value; the schema only describes them.
+_PIXEL = {"type": "number", "minimum": 0, "maximum": 255}
+_PIXEL_GRID_SCHEMA = {
+    "oneOf": [
+        {"title": f"{IMAGE_SIDE} rows of {IMAGE_SIDE}", "type": "array", "minItems": IMAGE_SIDE, "maxItems": IMAGE_SIDE,
+         "items": {"type": "array", "items": _PIXEL, "minItems": IMAGE_SIDE, "maxItems": IMAGE_SIDE}},
+        {"title": f"{IMAGE_SIDE**2} values, row by row", "type": "array", "items": _PIXEL,
+         "minItems": IMAGE_SIDE**2, "maxItems": IMAGE_SIDE**2},
+    ]
+}
+
+
+def _decode_base64(value: Any) -> bytes:
+    if not isinstance(value, str):
+        raise ValueError("must be a base64 string")
+    if value.startswith("data:"):  # what a canvas's toDataURL() gives: data:image/png;base64,<data>
+        value = value.partition(",")[2]
+    try:
+        # Line breaks are allowed: `base64` wraps its output at 76 characters.
+        return base64.b64decode("".join(value.split()), validate=True)
+    except binascii.Error as error:
+        raise ValueError(f"not valid base64: {error}") from None
+
+
+class PixelsInput(BaseModel):
+    """A digit already like MNIST's (light ink on black, centred), used as sent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pixels: Annotated[list[Any], WithJsonSchema(_PIXEL_GRID_SCHEMA)] = Field(
+        description=f"{IMAGE_SIDE} rows of {IMAGE_SIDE} values, or {IMAGE_SIDE**2} values row by row."
+    )
+    scale: Literal["255", "1"] = Field("255", description='"255": values are 0..255; "1": values are 0..1.')
+
+
+class ImageInput(BaseModel):
+    """A picture of a digit (PNG, JPEG, GIF, BMP, WebP, TIFF; any size): cropped, scaled and centred as MNIST's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image: Annotated[bytes, PlainValidator(_decode_base64),
+                     WithJsonSchema({"type": "string", "contentEncoding": "base64"})] = Field(
+        description="The picture's file in base64, or a data: URL."
+    )
+
+
+def _input_kind(value: Any) -> str | None:
+    """The tag of a JSON object in the unions below: the first of their keys that it has."""
+    if isinstance(value, dict):
+        return next((key for key in ("pixels", "image", "instances") if key in value), None)
+    return None
+
+
+Instance = Annotated[
+    Annotated[PixelsInput, Tag("pixels")] | Annotated[ImageInput, Tag("image")],
+    Discriminator(_input_kind, custom_error_type="missing_input", custom_error_message='give "pixels" or "image"'),
+]
+
+
+class BatchInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    instances: list[Instance] = Field(
+        min_length=1, description="Pictures and pixel grids, answered in order; at most `MNIST_MAX_BATCH` (256)."
+    )
+
+
+PredictRequest = Annotated[
+    Annotated[PixelsInput, Tag("pixels")]
+    | Annotated[ImageInput, Tag("image")]
+    | Annotated[BatchInput, Tag("instances")],
+    Discriminator(_input_kind, custom_error_type="missing_input",
+                  custom_error_message='give "pixels", "image" or "instances"'),
+]
+
+
+class ErrorResponse(BaseModel):
+    detail: str | list[dict[str, Any]] = Field(
+        description="What is wrong, naming the field, file or limit: a sentence; or, for a body that does not "
+        "fit the schema, FastAPI's list of errors, each naming its field in `loc`."
+    )
+
+
+class Prediction(BaseModel):
+    digit: int = Field(ge=0, le=9, description="The most probable digit.")
+    confidence: float = Field(description="Its probability.")
+    probabilities: list[float] = Field(
+        min_length=10, max_length=10, description="The probability of each digit, 0 to 9; they sum to 1."
+    )
+
+
+class Predictions(BaseModel):
+    model_id: str = Field(description="The model that answered.")
+    predictions: list[Prediction] = Field(description="One per image, in the order sent (a list even for one).")
+
+
+def _describe(config: TrainingConfig) -> str:
+    """A model's config in one line, e.g. `conv 8-16 5x5 valid, dense 10; sgd 0.15, 100 batches of 64`."""
+    conv = f"conv {'-'.join(map(str, config.conv_filters))} {config.kernel_size}x{config.kernel_size} {config.padding}"
+    if config.batch_norm:
+        conv += " + batch norm"
+    dense = "-".join(map(str, [config.hidden_units, 10] if config.hidden_units else [10]))
+    dropout = f", dropout {config.dropout:g}" if config.dropout else ""
+    length = f"{config.epochs:g} epochs" if config.epochs is not None else f"{config.train_batches} batches"
+    training = f"{config.optimizer} {config.learning_rate:g}, {length} of {config.batch_size}"
+    return f"{conv}, dense {dense}{dropout}; {training}"
+
+
+class ModelSummary(BaseModel):
+    id: str
+    job_id: str | None
+    created_at: datetime
+    test_accuracy: float = Field(description="Accuracy on the full 10,000-image test set.")
+    parameters: int
+    summary: str = Field(description="The network and its training in one line; GET /models/{id} has all.")
+
+    @classmethod
+    def of(cls, metadata: ModelMetadata) -> "ModelSummary":
+        return cls(**metadata.model_dump(include=set(cls.model_fields)), summary=_describe(metadata.config))
+
+
+class DefaultModel(BaseModel):
+    model_id: str | None = Field(description="The model /predict uses without `?model_id=`; null before any exists.")
+    chosen: bool = Field(description="true: chosen with POST /models/{id}/default; false: the newest, by default.")
+
+
+class ModelList(BaseModel):
+    default: DefaultModel
+    models: list[ModelSummary] = Field(description="Newest first.")
+
+
+# The dashboard's helpers: the presets its form offers, and MNIST test digits for its gallery.
+
+
+class PresetList(BaseModel):
+    presets: dict[str, TrainingConfig] = Field(description="Each preset's full configuration, by name.")
+
+
+class Sample(BaseModel):
+    index: int = Field(description="Position in the 10,000-image MNIST test set.")
+    label: int = Field(ge=0, le=9)
+    pixels: list[int] = Field(
+        min_length=IMAGE_SIDE**2, max_length=IMAGE_SIDE**2, description="28 rows of 28 values 0..255, row by row."
+    )
+
+
+class SampleList(BaseModel):
+    samples: list[Sample]

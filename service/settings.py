@@ -1,13 +1,13 @@
 """All configuration, in one place: environment variables with the prefix ``MNIST_``.
 
-A wrong value fails at start with pydantic's message, which names the variable.
+A wrong value ends the process at start with a message naming the variable (see ``get_settings``).
 """
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service.data import DEFAULT_MIRRORS, DEFAULT_NPM_PACKAGE
@@ -37,6 +37,36 @@ class Settings(BaseSettings):
     redis_timeout_s: float = Field(2.0, gt=0, le=60, description="Socket timeout of every Redis call the API makes.")
     host: str = Field("127.0.0.1", description="Address the API listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port the API listens on.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", description="The least severe log records written (one JSON object per line); any case."
+    )
+    # Event streams (GET /jobs/{id}/events).
+    events_wait_s: float = Field(
+        1.0, gt=0, le=30, description="How long an event stream waits on Redis for new points before it "
+        "looks at the job's status again: the most a status change or the end is shown late."
+    )
+    events_ping_s: float = Field(15.0, gt=0, le=300, description="Keep-alive comment period of an idle event stream.")
+    # Prediction.
+    max_body_bytes: int = Field(
+        8 * 1024 * 1024, ge=1024, description="Largest request body (all of a request's files together); "
+        "a larger one is refused with 413 before it is read."
+    )
+    max_image_pixels: int = Field(
+        40_000_000, ge=784, description="Largest picture, in pixels (width x height, as its header declares); "
+        "a larger one is refused with 413 before it is decoded."
+    )
+    max_batch: int = Field(256, ge=1, le=10_000, description="Most images one /predict request may carry.")
+    model_cache_size: int = Field(8, ge=1, le=1024, description="Networks kept loaded (least recently used dropped).")
+
+    @classmethod
+    def env_name(cls, field: str) -> str:
+        """The environment variable that sets ``field``."""
+        return f"{cls.model_config['env_prefix']}{field}".upper()
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_case(cls, value):
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("data_mirrors", mode="before")
     @classmethod
@@ -48,4 +78,13 @@ class Settings(BaseSettings):
 
 @lru_cache
 def get_settings() -> Settings:
-    return Settings()
+    """The process's settings, read once at its start: a wrong value ends the process with a line naming it."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        problems = "\n".join(
+            # The value itself is left out: it may be a secret (a password in MNIST_REDIS_URL).
+            f"  {Settings.env_name(str(problem['loc'][0]))}: {problem['msg']}"
+            for problem in error.errors()
+        )
+        raise SystemExit(f"invalid configuration:\n{problems}") from None

@@ -15,6 +15,7 @@ from rq.worker import WorkerStatus
 from rq.serializers import JSONSerializer
 
 from service.data import DataError
+from service.logs import setup_logging
 from service.settings import get_settings
 from worker import control
 from worker.training import device_dataset, resolve_device, warm_up
@@ -83,8 +84,8 @@ def warm_data_and_kernels() -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
+    setup_logging(settings.log_level)
     if not settings.redis_url:
         sys.exit("MNIST_REDIS_URL is not set: point the worker at Redis (`mnist-service run` sets it for you)")
     warm_data_and_kernels()

@@ -64,4 +64,5 @@ def _train(job, config: TrainingConfig) -> dict:
         versions={"mnist-service": service.__version__, "torch": torch.__version__, "python": platform.python_version()},
     )
     save_model(settings.model_dir, network, metadata)
-    return {"model_id": metadata.id, "test_accuracy": test_accuracy, "test_loss": test_loss}
+    return {"model_id": metadata.id, "test_accuracy": test_accuracy, "test_loss": test_loss,
+            "train_seconds": train_seconds}

@@ -5,14 +5,23 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from prometheus_client import REGISTRY
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+from redis.retry import Retry
 
 import service
-from service.api import health, jobs
+from service.api import dashboard, events, health, jobs, models, observability, predict, presets, samples
+from service.api.limits import BodySizeLimit
+from service.api.observability import HttpMetricsMiddleware, RequestIdMiddleware
 from service.api.reaper import reap_abandoned_jobs
+from service.inference import ModelCache, NoModelYet
 from service.jobs import JobConflict, JobNotFound
+from service.metrics import TrainingCollector
 from service.settings import Settings, get_settings
+from service.store import ModelNotFound
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -28,11 +37,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             socket_timeout=settings.redis_timeout_s,
             socket_connect_timeout=settings.redis_timeout_s,
             health_check_interval=30,
+            retry=Retry(NoBackoff(), 1),  # redis-py's default 3 retries would make the bound 4x the timeout
+        )
+        # Event streams wait on Redis without a thread; each wait is bounded by events_wait_s.
+        app.state.async_redis = AsyncRedis.from_url(
+            settings.redis_url,
+            socket_timeout=settings.redis_timeout_s + settings.events_wait_s,
+            socket_connect_timeout=settings.redis_timeout_s,
+            health_check_interval=30,
         )
         reaper = asyncio.create_task(reap_abandoned_jobs(app.state.redis, settings))
+        # The Redis-derived metrics, read at each scrape of /metrics. One app per process: the registry is global.
+        collector = TrainingCollector(app.state.redis, settings)
+        REGISTRY.register(collector)
         yield
+        REGISTRY.unregister(collector)
         reaper.cancel()
         app.state.redis.close()
+        await app.state.async_redis.aclose()
 
     app = FastAPI(
         title="mnist-service",
@@ -41,12 +63,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.models = ModelCache(settings.model_dir, settings.model_cache_size)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(HttpMetricsMiddleware)
+    app.add_middleware(RequestIdMiddleware)  # added last, so outermost: every log line of a request has its id
     app.include_router(health.router)
+    app.include_router(observability.router)
     app.include_router(jobs.router)
+    app.include_router(models.router)
+    app.include_router(predict.router)
+    app.include_router(events.router)
+    app.include_router(presets.router)
+    app.include_router(samples.router)
+    app.include_router(dashboard.router)
+    app.mount("/dashboard", dashboard.static_files, name="dashboard")
 
     @app.exception_handler(JobNotFound)
     async def not_found(request: Request, error: JobNotFound) -> JSONResponse:
         return JSONResponse({"detail": str(error)}, status_code=404)
+
+    @app.exception_handler(ModelNotFound)
+    async def model_not_found(request: Request, error: ModelNotFound) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=404)
+
+    @app.exception_handler(NoModelYet)
+    async def no_model_yet(request: Request, error: NoModelYet) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=409)
 
     @app.exception_handler(JobConflict)
     async def conflict(request: Request, error: JobConflict) -> JSONResponse:

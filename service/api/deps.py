@@ -1,10 +1,12 @@
-"""What the routes get by dependency injection: settings and the Redis client, both made once per app."""
+"""What the routes get by dependency injection: settings and the Redis clients, all made once per app."""
 
 from typing import Annotated
 
 from fastapi import Depends, Request
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
 
+from service.inference import ModelCache
 from service.settings import Settings
 
 
@@ -16,5 +18,16 @@ def get_redis(request: Request) -> Redis:
     return request.app.state.redis
 
 
+def get_async_redis(request: Request) -> AsyncRedis:
+    """For waits that must not hold a thread: event streams block on Redis for new points."""
+    return request.app.state.async_redis
+
+
+def get_model_cache(request: Request) -> ModelCache:
+    return request.app.state.models
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RedisDep = Annotated[Redis, Depends(get_redis)]
+AsyncRedisDep = Annotated[AsyncRedis, Depends(get_async_redis)]
+ModelCacheDep = Annotated[ModelCache, Depends(get_model_cache)]
