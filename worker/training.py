@@ -4,6 +4,7 @@ Kept bare so that it is tested and benchmarked on its own; the service's overhea
 """
 
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -81,6 +82,53 @@ def make_optimizer(network: nn.Module, config: TrainingConfig) -> torch.optim.Op
     return torch.optim.SGD(network.parameters(), lr=config.learning_rate, momentum=momentum)
 
 
+def make_schedule(optimizer: torch.optim.Optimizer, config: TrainingConfig) -> torch.optim.lr_scheduler.LRScheduler:
+    if config.lr_schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=config.learning_rate, total_steps=config.total_batches,
+            pct_start=0.25, cycle_momentum=config.optimizer != "sgd")
+    return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+
+
+def _batches(count: int, size: int, generator: torch.Generator, device: torch.device) -> Iterator[torch.Tensor]:
+    """Index batches over ``count`` items, forever, with a fresh permutation for every pass."""
+    while True:
+        permutation = torch.randperm(count, generator=generator).to(device)
+        for start in range(0, count - size + 1, size):
+            yield permutation[start:start + size]
+
+
+class _PendingPoints:
+    """Each batch's numbers, still on the device, become points once they reach the host.
+
+    On a GPU the copy is asynchronous (pinned memory + an event), so training never waits for it: the loop
+    runs ahead and the points follow a few batches behind. On the CPU there is nothing to wait for.
+    """
+
+    def __init__(self, device: torch.device):
+        self._asynchronous = device.type == "cuda"
+        self._queue: deque = deque()
+
+    def push(self, batch: int, elapsed_s: float, stats: torch.Tensor) -> None:
+        event = None
+        if self._asynchronous:
+            stats = torch.empty(stats.shape, pin_memory=True).copy_(stats, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record()
+        self._queue.append((batch, elapsed_s, stats, event))
+
+    def ready(self, wait: bool = False) -> Iterator[MetricPoint]:
+        while self._queue and (wait or self._queue[0][3] is None or self._queue[0][3].query()):
+            batch, elapsed_s, stats, event = self._queue.popleft()
+            if event is not None:
+                event.synchronize()
+            loss, accuracy, *validation = stats.tolist()
+            point = MetricPoint(batch=batch, loss=loss, accuracy=accuracy, elapsed_s=elapsed_s)
+            if validation:
+                point.val_loss, point.val_accuracy = validation
+            yield point
+
+
 def train(network: nn.Module, config: TrainingConfig, data: Dataset) -> Iterator[MetricPoint]:
     """Train ``network`` in place, one batch at a time, yielding each batch's point as soon as it is known.
 
@@ -88,53 +136,56 @@ def train(network: nn.Module, config: TrainingConfig, data: Dataset) -> Iterator
     (and after the last) the loss and accuracy on the next ``test_batch_size`` test images.
     """
     config = config.resolved()
+    device = data.train_x.device
     torch.manual_seed(config.seed)
     order = torch.Generator().manual_seed(config.seed)
     optimizer = make_optimizer(network, config)
-    total, size = config.total_batches, config.batch_size
-    train_count, test_count = len(data.train_y), len(data.test_y)
-    permutation, position = torch.randperm(train_count, generator=order), train_count
-    test_order, test_position = torch.randperm(test_count, generator=order), 0
+    schedule = make_schedule(optimizer, config)
+    train_batches = _batches(len(data.train_y), config.batch_size, order, device)
+    test_batches = _batches(len(data.test_y), min(config.test_batch_size, len(data.test_y)), order, device)
+    pending = _PendingPoints(device)
     started = time.perf_counter()
     network.train()
-    for batch in range(1, total + 1):
-        if position + size > train_count:  # a new epoch: reshuffle
-            permutation, position = torch.randperm(train_count, generator=order), 0
-        index = permutation[position:position + size].to(data.train_x.device)
-        position += size
+    for batch in range(1, config.total_batches + 1):
+        index = next(train_batches)
         x, y = data.train_x[index], data.train_y[index]
-        logits = network(x)
-        loss = F.cross_entropy(logits, y)
+        with _autocast(device, config):
+            logits = network(x)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        point = MetricPoint(
-            batch=batch,
-            loss=loss.item(),
-            accuracy=(logits.argmax(1) == y).float().mean().item(),
-            elapsed_s=0.0,
-        )
-        if batch % config.test_every == 0 or batch == total:
-            take = min(config.test_batch_size, test_count)
-            if test_position + take > test_count:
-                test_position = 0
-            index = test_order[test_position:test_position + take].to(data.test_x.device)
-            test_position += take
-            point.val_loss, point.val_accuracy = evaluate(network, data.test_x[index], data.test_y[index])
+        schedule.step()
+        stats = [loss.detach(), (logits.argmax(1) == y).float().mean()]
+        if batch % config.test_every == 0 or batch == config.total_batches:
+            index = next(test_batches)
+            with _autocast(device, config):
+                stats += _evaluate(network, data.test_x[index], data.test_y[index])
             network.train()
-        point.elapsed_s = time.perf_counter() - started
-        yield point
+        pending.push(batch, time.perf_counter() - started, torch.stack(stats))
+        yield from pending.ready()
+    yield from pending.ready(wait=True)
 
 
-@torch.no_grad()
-def evaluate(network: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int = 2000) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``network`` on (x, y)."""
+def _autocast(device: torch.device, config: TrainingConfig) -> torch.autocast:
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
+
+
+@torch.inference_mode()
+def _evaluate(network: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int = 2000) -> list[torch.Tensor]:
+    """Mean cross-entropy and accuracy of ``network`` on (x, y), as device tensors (no host sync)."""
     network.eval()
     loss_sum = torch.zeros((), device=x.device)
     correct = torch.zeros((), device=x.device)
     for start in range(0, len(y), chunk):
-        logits = network(x[start:start + chunk])
+        logits = network(x[start:start + chunk]).float()
         target = y[start:start + chunk]
         loss_sum += F.cross_entropy(logits, target, reduction="sum")
         correct += (logits.argmax(1) == target).sum()
-    return loss_sum.item() / len(y), correct.item() / len(y)
+    return [loss_sum / len(y), correct / len(y)]
+
+
+def evaluate(network: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``network`` on (x, y)."""
+    loss, accuracy = _evaluate(network, x, y)
+    return loss.item(), accuracy.item()
