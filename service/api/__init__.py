@@ -3,7 +3,8 @@
 import asyncio
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from prometheus_client import REGISTRY
 from redis import Redis
@@ -17,7 +18,8 @@ from service.api import dashboard, events, health, jobs, models, observability, 
 from service.api.limits import BodySizeLimit
 from service.api.observability import HttpMetricsMiddleware, RequestIdMiddleware
 from service.api.reaper import reap_abandoned_jobs
-from service.inference import ModelCache, NoModelYet
+from service.api.security import require_api_key
+from service.inference import Batcher, ModelCache, NoModelYet
 from service.jobs import JobConflict, JobNotFound
 from service.metrics import TrainingCollector
 from service.settings import Settings, get_settings
@@ -64,18 +66,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.models = ModelCache(settings.model_dir, settings.model_cache_size)
+    app.state.batcher = Batcher(max_images=settings.max_batch)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(HttpMetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)  # added last, so outermost: every log line of a request has its id
+    if settings.cors_origins:  # off unless configured: browsers on other origins get no access
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["*"],
+                           allow_headers=["*"], allow_credentials=True)
+    # Probes and scrapers carry no key; the page itself holds no data (its requests carry the key).
     app.include_router(health.router)
     app.include_router(observability.router)
-    app.include_router(jobs.router)
-    app.include_router(models.router)
-    app.include_router(predict.router)
-    app.include_router(events.router)
-    app.include_router(presets.router)
-    app.include_router(samples.router)
     app.include_router(dashboard.router)
+    protected = [Depends(require_api_key)]
+    for resource in (jobs, models, predict, events, presets, samples):
+        app.include_router(resource.router, dependencies=protected)
     app.mount("/dashboard", dashboard.static_files, name="dashboard")
 
     @app.exception_handler(JobNotFound)

@@ -6,7 +6,7 @@ from fastapi import Depends, Request
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
-from service.inference import ModelCache
+from service.inference import Batcher, ModelCache
 from service.settings import Settings
 
 
@@ -27,7 +27,12 @@ def get_model_cache(request: Request) -> ModelCache:
     return request.app.state.models
 
 
+def get_batcher(request: Request) -> Batcher:
+    return request.app.state.batcher
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RedisDep = Annotated[Redis, Depends(get_redis)]
 AsyncRedisDep = Annotated[AsyncRedis, Depends(get_async_redis)]
 ModelCacheDep = Annotated[ModelCache, Depends(get_model_cache)]
+BatcherDep = Annotated[Batcher, Depends(get_batcher)]

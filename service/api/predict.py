@@ -15,9 +15,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from service.api.deps import ModelCacheDep, SettingsDep
+from service.api.deps import BatcherDep, ModelCacheDep, SettingsDep
 from service.images import ImageError, decode_image, mnist_to_input, pixels_to_array, to_mnist
-from service.inference import ModelCache, classify
+from service.inference import Batcher, ModelCache
 from service.metrics import count_predictions
 from service.schemas import (
     BatchInput,
@@ -94,6 +94,7 @@ async def predict(
     request: Request,
     settings: SettingsDep,
     models: ModelCacheDep,
+    batcher: BatcherDep,
     model_id: Annotated[str | None, Query(pattern=MODEL_ID_PATTERN, description="Default: the default model.")] = None,
 ) -> Predictions:
     """Classify digits: pictures as multipart `file` parts, or JSON with `pixels` (an MNIST-like grid, used as
@@ -109,7 +110,7 @@ async def predict(
         raise HTTPException(415, "send pictures as multipart/form-data `file` parts, or JSON (application/json); "
                                  f"got {media_type or 'no content type'}")
     # Decoding and the forward pass are CPU work: a worker thread does it, the event loop keeps serving.
-    return await run_in_threadpool(_predict, models, model_id, inputs, settings.max_image_pixels)
+    return await run_in_threadpool(_predict, models, batcher, model_id, inputs, settings.max_image_pixels)
 
 
 async def _read_multipart(request: Request, max_batch: int) -> Inputs:
@@ -154,10 +155,11 @@ def _content(instance: PixelsInput | ImageInput) -> bytes | PixelsInput:
     return instance.image if isinstance(instance, ImageInput) else instance
 
 
-def _predict(models: ModelCache, model_id: str | None, inputs: Inputs, max_pixels: int) -> Predictions:
+def _predict(models: ModelCache, batcher: Batcher, model_id: str | None, inputs: Inputs,
+             max_pixels: int) -> Predictions:
     model_id = models.resolve(model_id)  # before the decoding: a missing model is the first thing to say
     images = np.stack([_network_input(where, content, max_pixels) for where, content in inputs])
-    probabilities = classify(models.network(model_id), images)
+    probabilities = batcher.classify(models.network(model_id), images)
     count_predictions(model_id, len(images))
     return Predictions(model_id=model_id, predictions=[
         Prediction(digit=int(p.argmax()), confidence=float(p.max()), probabilities=p.tolist()) for p in probabilities

@@ -1,0 +1,56 @@
+"""The optional API key and CORS, against the real API process."""
+
+import uuid
+
+import pytest
+
+KEY = "s3cret-key-for-the-tests"
+PROTECTED = [("GET", "/jobs"), ("POST", "/jobs"), ("GET", f"/jobs/{uuid.uuid4()}"), ("GET", f"/jobs/{uuid.uuid4()}/events"),
+             ("GET", "/models"), ("POST", "/predict"), ("GET", "/presets"), ("GET", "/samples")]
+OPEN = ["/healthz", "/readyz", "/metrics", "/"]
+
+
+@pytest.fixture(scope="module")
+def locked(redis_url, mnist_data_dir, tmp_path_factory):
+    from tests.conftest import launch
+
+    service = launch(tmp_path_factory.mktemp("locked"), redis_url, mnist_data_dir, workers=0,
+                     MNIST_API_KEY=KEY, MNIST_QUEUE_NAME="locked", MNIST_CORS_ORIGINS="https://ui.example")
+    yield service
+    service.stop()
+
+
+@pytest.mark.parametrize("method, path", PROTECTED)
+def test_every_resource_needs_the_key(locked, method, path):
+    with locked.client() as client:
+        for headers in ({}, {"Authorization": "Bearer wrong-key-of-some-length"}, {"X-API-Key": KEY[:-1]},
+                        {"Authorization": f"Basic {KEY}"}):
+            response = client.request(method, path, headers=headers, json={} if method == "POST" else None)
+            assert response.status_code == 401, (headers, response.text)
+            assert "API key" in response.json()["detail"] and response.headers["www-authenticate"] == "Bearer"
+
+
+@pytest.mark.parametrize("headers, cookies", [({"Authorization": f"Bearer {KEY}"}, {}), ({"X-API-Key": KEY}, {}),
+                                              ({}, {"mnist_api_key": KEY})])
+def test_the_key_opens_them_by_header_or_cookie(locked, headers, cookies):
+    with locked.client() as client:
+        client.cookies.update(cookies)
+        assert client.get("/jobs", headers=headers).status_code == 200
+        assert client.post("/jobs", headers=headers, json={"train_batches": 1}).status_code == 202
+        assert client.get("/presets", headers=headers).status_code == 200
+
+
+@pytest.mark.parametrize("path", OPEN)
+def test_probes_metrics_and_the_page_need_no_key(locked, path):
+    with locked.client() as client:
+        assert client.get(path).status_code != 401
+
+
+def test_cors_only_for_configured_origins(locked, service):
+    with locked.client() as client:
+        allowed = client.get("/healthz", headers={"Origin": "https://ui.example"})
+        other = client.get("/healthz", headers={"Origin": "https://evil.example"})
+    assert allowed.headers["access-control-allow-origin"] == "https://ui.example"
+    assert "access-control-allow-origin" not in other.headers
+    with service.client() as client:  # the default: CORS off
+        assert "access-control-allow-origin" not in client.get("/healthz", headers={"Origin": "https://ui.example"}).headers
