@@ -1,0 +1,80 @@
+"""Training: the bare loop (the training module called directly) against the same config through the service."""
+
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from service.network import build_network
+from service.schemas import TrainingConfig
+from worker.training import device_dataset, evaluate, resolve_device, train, warm_up
+
+from bench.stack import wait_for_job
+
+
+def bare_run(config: TrainingConfig, data_dir: Path) -> dict:
+    """What a hand-written loop gets: train, then test on the full 10,000 images; no Redis, no HTTP."""
+    data = device_dataset(data_dir, resolve_device(config.device))
+    network = build_network(config).to(data.train_x.device)
+    started = time.perf_counter()
+    for _ in train(network, config, data):
+        pass
+    trained = time.perf_counter()
+    loss, accuracy = evaluate(network, data.test_x, data.test_y)
+    tested = time.perf_counter()
+    return {"train_s": trained - started, "test_s": tested - trained, "test_accuracy": accuracy,
+            "images_per_s": config.total_batches * config.batch_size / (trained - started)}
+
+
+def service_run(client, config: TrainingConfig) -> dict:
+    """The same config through POST /jobs → queue → worker → metrics in Redis → weights saved."""
+    started = time.perf_counter()
+    job = client.post("/jobs", json=config.model_dump(mode="json", exclude_defaults=True)).json()
+    job = wait_for_job(client, job["id"])
+    latency = time.perf_counter() - started
+    if job["status"] != "succeeded":
+        raise RuntimeError(f"benchmark job failed: {job['error']}")
+    return {"train_s": job["train_seconds"], "latency_s": latency, "test_accuracy": job["test_accuracy"],
+            "images_per_s": config.total_batches * config.batch_size / job["train_seconds"]}
+
+
+def median(runs: list[dict], key: str) -> float:
+    return statistics.median(run[key] for run in runs)
+
+
+def overhead(client, data_dir: Path, config: TrainingConfig, repeats: int) -> dict:
+    """Bare and service runs interleaved (same seeds), so drift in the machine's speed hits both alike."""
+    warm_up(device_dataset(data_dir, resolve_device(config.device)))
+    bare, served = [], []
+    for seed in range(repeats):
+        seeded = config.model_copy(update={"seed": seed})
+        bare.append(bare_run(seeded, data_dir))
+        served.append(service_run(client, seeded))
+    return {"bare": bare, "service": served,
+            "bare_images_per_s": median(bare, "images_per_s"), "service_images_per_s": median(served, "images_per_s"),
+            "bare_train_test_s": median([{"t": b["train_s"] + b["test_s"]} for b in bare], "t"),
+            "service_latency_s": median(served, "latency_s"),
+            "bare_accuracy": statistics.mean(b["test_accuracy"] for b in bare),
+            "service_accuracy": statistics.mean(s["test_accuracy"] for s in served)}
+
+
+def preset_runs(client, preset: str, seeds: list[int]) -> list[dict]:
+    return [service_run(client, TrainingConfig(preset=preset, seed=seed)) for seed in seeds]
+
+
+def time_to_accuracy_curve(data_dir: Path, preset: str, fractions: list[float]) -> list[dict]:
+    """Full-test accuracy against training time, for the preset shortened or lengthened (bare loop)."""
+    base = TrainingConfig(preset=preset)
+    curve = []
+    for fraction in fractions:
+        config = TrainingConfig(preset=preset, epochs=base.epochs * fraction, seed=0)
+        run = bare_run(config, data_dir)
+        curve.append({"epochs": config.epochs, "train_s": run["train_s"], "test_accuracy": run["test_accuracy"]})
+    return curve
+
+
+def device_name() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    return "cpu"
