@@ -2,8 +2,6 @@
 
 import time
 
-import httpx
-
 from service.embedded_redis import EmbeddedRedis
 from tests.conftest import free_port, launch, wait_for_job
 
@@ -34,6 +32,11 @@ def test_the_service_rides_out_a_redis_restart(mnist_data_dir, tmp_path):
             time.sleep(max(0.0, 3 - (time.monotonic() - outage)))
 
             redis.start()  # same port, same append-only file
+            back = time.monotonic()
+            while client.get(f"/jobs/{before['id']}").status_code == 503:
+                assert time.monotonic() - back < 10, "the API did not reconnect"
+                time.sleep(0.01)
+            print(f"API answering again {time.monotonic() - back:.2f} s after Redis came back")
             # What was written before the outage is still there.
             again = client.get(f"/jobs/{before['id']}").json()
             assert again["status"] == "succeeded" and again["model_id"] == before["model_id"]
