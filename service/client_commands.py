@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from service.client import DEFAULT_URL, Client, ServiceError
+from service.schemas import Job
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     server = argparse.ArgumentParser(add_help=False)
@@ -37,55 +38,54 @@ def train(args: argparse.Namespace) -> None:
     config = dict(args.fields) | ({"preset": args.preset} if args.preset else {})
     with _connect(args) as client:
         job = _or_exit(client.train, config)
-        print(job["id"], flush=True)
+        print(job.id, flush=True)
         if not args.watch:
             return
         try:
             final = _or_exit(_follow, client, job)
         except KeyboardInterrupt:
-            sys.exit(f"\nstopped watching; the job goes on (mnist-service cancel {job['id']} stops it)")
-    if final["status"] != "succeeded":  # failed or canceled: exit status 1, with the reason
-        sys.exit(f"{final['status']}: {final['error']}")
+            sys.exit(f"\nstopped watching; the job goes on (mnist-service cancel {job.id} stops it)")
+    if final.status != "succeeded":  # failed or canceled: exit status 1, with the reason
+        sys.exit(f"{final.status}: {final.error}")
 
 
 def jobs(args: argparse.Namespace) -> None:
     with _connect(args) as client:
         listing = _or_exit(client.jobs)
     _table(["JOB", "STATUS", "BATCH", "TEST ACC", "CREATED"], [
-        [job["id"], job["status"], f"{job['progress']['batch']}/{job['progress']['total_batches']}",
-         _percent(job["test_accuracy"]), job["created_at"][:19]]
-        for job in listing["jobs"]
+        [job.id, job.status, f"{job.progress.batch}/{job.progress.total_batches}", _percent(job.test_accuracy),
+         f"{job.created_at:%Y-%m-%dT%H:%M:%S}" if job.created_at else "-"]
+        for job in listing.jobs
     ])
 
 
 def cancel(args: argparse.Namespace) -> None:
     with _connect(args) as client:
-        print(_or_exit(client.cancel, args.job_id)["status"])
+        print(_or_exit(client.cancel, args.job_id).status)
 
 
 def models(args: argparse.Namespace) -> None:
     with _connect(args) as client:
         listing = _or_exit(client.models)
-    default = listing["default"]["model_id"]
     _table(["", "MODEL", "TEST ACC", "NETWORK AND TRAINING"], [
-        ["*" if model["id"] == default else "", model["id"], _percent(model["test_accuracy"]), model["summary"]]
-        for model in listing["models"]
+        ["*" if model.id == listing.default.model_id else "", model.id, _percent(model.test_accuracy), model.summary]
+        for model in listing.models
     ])
 
 
 def predict(args: argparse.Namespace) -> None:
     with _connect(args) as client:
         answer = _or_exit(client.predict, args.images)
-    for image, prediction in zip(args.images, answer["predictions"]):
-        print(f"{image}: {prediction['digit']} ({_percent(prediction['confidence'])})")
+    for image, prediction in zip(args.images, answer.predictions):
+        print(f"{image}: {prediction.digit} ({_percent(prediction.confidence)})")
 
 
-def _follow(client: Client, job: dict[str, Any]) -> dict[str, Any]:
+def _follow(client: Client, job: Job) -> Job:
     """Show the job's progress until it ends; the final job. A line per test evaluation stays on screen;
     on a terminal one more line is rewritten at every batch."""
     live = sys.stdout.isatty()
-    total = job["progress"]["total_batches"]
-    for event in client.events(job["id"]):
+    total = job.progress.total_batches
+    for event in client.events(job.id):
         if event.name == "status":
             print(f"\r\033[K{event.data['status']}" if live else event.data["status"], flush=True)
         elif event.name == "metric":
@@ -94,9 +94,9 @@ def _follow(client: Client, job: dict[str, Any]) -> dict[str, Any]:
                 print(f"\r\033[K{line}" if live else line, flush=True)
             elif live:
                 print(f"\r\033[K{line}", end="", flush=True)
-    final = event.data  # the stream's last event is always the end, which carries the final job
-    if final["status"] == "succeeded":
-        print(f"model {final['model_id']}: test accuracy {_percent(final['test_accuracy'])} on 10,000 images")
+    final = Job.model_validate(event.data)  # the stream's last event is always the end, which carries the final job
+    if final.status == "succeeded":
+        print(f"model {final.model_id}: test accuracy {_percent(final.test_accuracy)} on 10,000 images")
     return final
 
 

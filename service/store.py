@@ -69,6 +69,11 @@ def load_metadata(model_dir: Path, model_id: str) -> ModelMetadata:
     return ModelMetadata.model_validate_json((_folder(model_dir, model_id) / METADATA_FILE).read_text())
 
 
+def weights_file(model_dir: Path, model_id: str) -> Path:
+    """The model's safetensors file; other formats are cached beside it (``service.export``)."""
+    return _folder(model_dir, model_id) / WEIGHTS_FILE
+
+
 def load_network(model_dir: Path, model_id: str) -> tuple[nn.Module, ModelMetadata]:
     metadata = load_metadata(model_dir, model_id)
     network = build_network(metadata.config)

@@ -86,9 +86,9 @@ def test_many_watchers_of_one_job_all_get_every_point(service):
 def test_a_canceled_job_ends_its_stream_with_the_canceled_job(service):
     with Client(service.url) as client:
         job = client.train({"train_batches": 100_000, "seed": 6})
-        for event in client.events(job["id"]):
+        for event in client.events(job.id):
             if event.name == "metric" and event.data["batch"] == 3:
-                client.cancel(job["id"])
+                client.cancel(job.id)
             if event.name == "end":
                 assert event.data["status"] == "canceled"
                 break

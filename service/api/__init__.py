@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 
 import service
-from service.api import dashboard, events, health, jobs, models, observability, predict, presets, samples
+from service.api import dashboard, events, health, jobs, models, observability, predict, presets, samples, v2
 from service.api.limits import BodySizeLimit
 from service.api.observability import HttpMetricsMiddleware, RequestIdMiddleware
 from service.api.reaper import reap_abandoned_jobs
@@ -77,29 +77,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(observability.router)
     app.include_router(dashboard.router)
+    app.include_router(v2.probes)
     protected = [Depends(require_api_key)]
-    for resource in (jobs, models, predict, events, presets, samples):
+    for resource in (jobs, models, predict, events, presets, samples, v2):
         app.include_router(resource.router, dependencies=protected)
     app.mount("/dashboard", dashboard.static_files, name="dashboard")
 
-    @app.exception_handler(JobNotFound)
-    async def not_found(request: Request, error: JobNotFound) -> JSONResponse:
-        return JSONResponse({"detail": str(error)}, status_code=404)
-
-    @app.exception_handler(ModelNotFound)
-    async def model_not_found(request: Request, error: ModelNotFound) -> JSONResponse:
-        return JSONResponse({"detail": str(error)}, status_code=404)
-
-    @app.exception_handler(NoModelYet)
-    async def no_model_yet(request: Request, error: NoModelYet) -> JSONResponse:
-        return JSONResponse({"detail": str(error)}, status_code=409)
-
-    @app.exception_handler(JobConflict)
-    async def conflict(request: Request, error: JobConflict) -> JSONResponse:
-        return JSONResponse({"detail": str(error)}, status_code=409)
+    # The domain's errors carry messages for the user; each kind has its status.
+    for error_class, status_code in ((JobNotFound, 404), (ModelNotFound, 404), (NoModelYet, 409), (JobConflict, 409)):
+        app.add_exception_handler(error_class, _answer_with(status_code))
 
     @app.exception_handler(RedisError)
     async def redis_unavailable(request: Request, error: RedisError) -> JSONResponse:
         return JSONResponse({"detail": f"Redis is unavailable: {error}"}, status_code=503)
 
     return app
+
+
+def _answer_with(status_code: int):
+    async def handler(request: Request, error: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=status_code)
+
+    return handler

@@ -1,11 +1,12 @@
 """The model store: list, inspect and delete trained models, and choose the one /predict uses by default."""
 
 from pathlib import Path as FilePath
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, status
+from fastapi import APIRouter, Path, Query, status
+from fastapi.responses import FileResponse
 
-from service import store
+from service import export, store
 from service.api.deps import ModelCacheDep, SettingsDep
 from service.schemas import DefaultModel, ErrorResponse, ModelList, ModelMetadata, ModelSummary
 
@@ -13,6 +14,10 @@ router = APIRouter(prefix="/models", tags=["models"])
 
 ModelId = Annotated[str, Path(pattern=store.MODEL_ID_PATTERN, description="e.g. 20260101T120000Z-1a2b3c4d")]
 _NOT_FOUND = {404: {"model": ErrorResponse, "description": "No such model"}}
+DownloadFormat = Annotated[Literal["safetensors", "onnx"], Query(
+    description=f"`safetensors`: the weights as stored; `onnx`: the network + softmax, opset {export.ONNX_OPSET}, "
+    f"input `{export.ONNX_INPUT}` float32 [N, 1, 28, 28] in 0..1, output `{export.ONNX_OUTPUT}` float32 [N, 10]."
+)]
 
 
 def _default(model_dir: FilePath) -> DefaultModel:
@@ -30,6 +35,18 @@ def list_models(settings: SettingsDep) -> ModelList:
 @router.get("/{model_id}", response_model=ModelMetadata, responses=_NOT_FOUND)
 def get_model(settings: SettingsDep, model_id: ModelId) -> ModelMetadata:
     return store.load_metadata(settings.model_dir, model_id)
+
+
+@router.get("/{model_id}/download", response_class=FileResponse, responses={
+    **_NOT_FOUND, 200: {"content": {"application/octet-stream": {}}, "description": "The model's file"},
+})
+def download_model(settings: SettingsDep, model_id: ModelId, format: DownloadFormat = "safetensors") -> FileResponse:
+    """The model's weights as a file: safetensors, or ONNX (exported on the first request, then cached)."""
+    if format == "onnx":
+        path = export.onnx_file(settings.model_dir, model_id)
+    else:
+        path = store.weights_file(settings.model_dir, model_id)
+    return FileResponse(path, media_type="application/octet-stream", filename=f"{model_id}.{format}")
 
 
 @router.delete("/{model_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_NOT_FOUND)
