@@ -47,7 +47,7 @@ def wait_for_job(client: httpx.Client, job_id: str, timeout: float = 600) -> dic
         job = client.get(f"/jobs/{job_id}").json()
         if job["status"] in ("succeeded", "failed", "canceled"):
             return job
-        time.sleep(0.005)
+        time.sleep(0.05)  # a client polling harder would take CPU from the worker it is timing
     raise TimeoutError(f"job {job_id} did not finish")
 
 

@@ -22,8 +22,9 @@ _CLOSE = object()
 
 
 class MetricPublisher:
-    def __init__(self, redis: Redis, job_id: str, retention_s: int, retry_s: float = 0.5, close_timeout_s: float = 30):
-        self._redis, self._key = redis, metric_stream.stream_key(job_id)
+    def __init__(self, redis: Redis, job_id: str, retention_s: int, retry_s: float = 0.5, close_timeout_s: float = 30,
+                 linger_s: float = 0.05):
+        self._redis, self._key, self._linger_s = redis, metric_stream.stream_key(job_id), linger_s
         self._retention_s, self._retry_s, self._close_timeout_s = retention_s, retry_s, close_timeout_s
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=f"metrics-{job_id}", daemon=True)
@@ -47,6 +48,10 @@ class MetricPublisher:
         while not (closing and not pending):
             if not pending and not closing:
                 pending.append(self._inbox.get())  # sleep until there is something to send
+                if pending[0] is not _CLOSE:
+                    # ... then let a few more points come: on a 2-core machine a thread that wakes for every
+                    # batch takes a core from training's thread pool, which then waits for it.
+                    time.sleep(self._linger_s)
             while True:  # take everything else that is waiting, without blocking
                 try:
                     pending.append(self._inbox.get_nowait())
