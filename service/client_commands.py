@@ -10,10 +10,13 @@ from typing import Any
 from service.client import DEFAULT_URL, Client, ServiceError
 from service.schemas import Job
 
+
 def add_commands(commands: argparse._SubParsersAction) -> None:
     server = argparse.ArgumentParser(add_help=False)
     server.add_argument("--url", default=os.environ.get("MNIST_URL", DEFAULT_URL),
                         help=f"the server (env MNIST_URL; default {DEFAULT_URL})")
+    server.add_argument("--api-key", default=os.environ.get("MNIST_API_KEY"),
+                        help="the server's API key, if it has one (env MNIST_API_KEY)")
 
     train_parser = commands.add_parser("train", parents=[server], help="queue a training job (and watch it learn)")
     train_parser.add_argument("--preset", help="a named configuration, e.g. tutorial")
@@ -122,7 +125,7 @@ def _field(text: str) -> tuple[str, Any]:
 def _connect(args: argparse.Namespace) -> Client:
     # The user reads answers, not a log line per HTTP request (httpx logs each one at INFO).
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    return Client(args.url)
+    return Client(args.url, api_key=args.api_key)
 
 
 def _or_exit(call, *args):

@@ -43,6 +43,7 @@ def test_a_running_job_canceled_stops_at_the_next_batch_keeping_its_metrics(stac
         points = client.get(f"/jobs/{job_id}/metrics", params={"limit": 10_000}).json()["points"]
         assert job["status"] == "canceled", service.logs()
         assert took < 5, f"cancel took {took:.1f} s"
+        print(f"running job canceled {took:.2f} s after the request, after {len(points)} batches")
         assert job["model_id"] is None and not list(service.model_dir.glob("*"))
         assert [p["batch"] for p in points] == list(range(1, len(points) + 1)) and len(points) >= 3
         assert job["error"] == "canceled"

@@ -54,3 +54,19 @@ def test_cors_only_for_configured_origins(locked, service):
     assert "access-control-allow-origin" not in other.headers
     with service.client() as client:  # the default: CORS off
         assert "access-control-allow-origin" not in client.get("/healthz", headers={"Origin": "https://ui.example"}).headers
+
+
+def test_the_cli_sends_the_key_from_its_flag_or_environment(locked):
+    import os
+    import subprocess
+    import sys
+
+    def jobs(*extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "service.cli", "jobs", "--url", locked.url, *extra],
+                              capture_output=True, text=True, timeout=60,
+                              env={**{k: v for k, v in os.environ.items() if k != "MNIST_API_KEY"}, **(env or {})})
+
+    refused = jobs()
+    assert refused.returncode != 0 and "API key" in refused.stderr + refused.stdout
+    assert jobs("--api-key", KEY).returncode == 0
+    assert jobs(env={"MNIST_API_KEY": KEY}).returncode == 0
