@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test install data browser clean
+.PHONY: run test bench install data browser clean
 
 $(BIN)/mnist-service: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ browser: /usr/bin/chromium tests/browser/node_modules/.package-lock.json
 
 test: data browser
 	$(BIN)/python -m pytest
+
+bench: data
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) var models
