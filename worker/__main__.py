@@ -8,11 +8,12 @@ import sys
 import threading
 import time
 
+import torch
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import SimpleWorker
-from rq.worker import WorkerStatus
 from rq.serializers import JSONSerializer
+from rq.worker import WorkerStatus
 
 from service.data import DataError
 from service.logs import setup_logging
@@ -77,6 +78,8 @@ class TrainingWorker(SimpleWorker):
 
 def warm_data_and_kernels() -> None:
     settings = get_settings()
+    # On a GPU, let cuDNN time its algorithms once per shape; the warm-up pays for the tutorial's shapes.
+    torch.backends.cudnn.benchmark = True
     try:
         warm_up(device_dataset(settings.data_dir, resolve_device("auto")))
     except DataError as error:  # jobs will fail with this message until the data is there; stay up
