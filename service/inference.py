@@ -103,7 +103,8 @@ class Batcher:
     def _run(network: nn.Module, requests: list["_Pending"]) -> None:
         try:
             probabilities = classify(network, np.concatenate([r.images for r in requests]))
-            for request, rows in zip(requests, np.split(probabilities, np.cumsum([len(r.images) for r in requests])[:-1])):
+            ends = np.cumsum([len(r.images) for r in requests])[:-1]
+            for request, rows in zip(requests, np.split(probabilities, ends)):
                 request.probabilities = rows
         except Exception as error:  # each waiting request gets the error, the batcher lives on
             for request in requests:

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Path, Query, Response, status
 
-from service import jobs
+from service import jobs, metric_stream
 from service.api.deps import RedisDep, SettingsDep
 from service.schemas import Job, JobList, MetricsPage, TrainingConfig
 
@@ -57,7 +57,7 @@ def cancel_job(redis: RedisDep, job_id: JobId) -> Job:
 def get_metrics(
     redis: RedisDep,
     job_id: JobId,
-    since: Annotated[str | None, Query(pattern=r"^\d{1,19}-\d{1,19}$", description="A cursor from a previous page.")] = None,
+    since: Annotated[str | None, Query(pattern=metric_stream.CURSOR_PATTERN, description="A page's cursor.")] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> MetricsPage:
     """Metric points after `since`, oldest first: one per training batch, with `val_*` every `test_every`."""
