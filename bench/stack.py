@@ -11,6 +11,8 @@ from pathlib import Path
 
 import httpx
 
+from service.schemas import ENDED
+
 
 def free_port() -> int:
     import socket
@@ -45,7 +47,7 @@ def wait_for_job(client: httpx.Client, job_id: str, timeout: float = 600) -> dic
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = client.get(f"/jobs/{job_id}").json()
-        if job["status"] in ("succeeded", "failed", "canceled"):
+        if job["status"] in ENDED:
             return job
         time.sleep(0.05)  # a client polling harder would take CPU from the worker it is timing
     raise TimeoutError(f"job {job_id} did not finish")

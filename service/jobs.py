@@ -15,7 +15,7 @@ from rq.job import JobStatus as RQStatus
 from rq.serializers import JSONSerializer
 
 from service import metric_stream
-from service.schemas import Job, JobList, JobStatus, MetricsPage, Progress, TrainingConfig
+from service.schemas import ENDED, Job, JobList, JobStatus, MetricsPage, Progress, TrainingConfig
 from service.settings import Settings
 
 TASK = "worker.task.train_job"  # by dotted path: the API never imports the worker
@@ -90,7 +90,7 @@ def cancel(redis: Redis, job_id: str) -> Job:
     """A queued job leaves the queue and never runs; a running one stops at its next batch boundary."""
     rq_job = _fetch(redis, job_id)
     status = PUBLIC_STATUS[rq_job.get_status(refresh=False)]
-    if status in ("succeeded", "failed", "canceled"):
+    if status in ENDED:
         raise JobConflict(f"job {job_id} has already ended: {status}")
     if status == "queued":
         rq_job.cancel()  # RQ's own: out of the queue, into the canceled registry

@@ -118,6 +118,7 @@ class TrainingConfig(BaseModel):
 
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
+ENDED: tuple[JobStatus, ...] = ("succeeded", "failed", "canceled")  # the terminal states
 
 
 class MetricPoint(BaseModel):

@@ -20,13 +20,12 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from service import jobs, metric_stream
 from service.api.deps import AsyncRedisDep, RedisDep, SettingsDep
 from service.api.jobs import JobId
-from service.schemas import Job
+from service.schemas import ENDED, Job
 from service.settings import Settings
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 log = logging.getLogger(__name__)
 
-ENDED = ("succeeded", "failed", "canceled")
 PAGE = 1000  # points per Redis read: a long job's history goes out in pages, not one huge reply
 
 
