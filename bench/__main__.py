@@ -8,7 +8,7 @@ import argparse
 import json
 import os
 import platform
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -16,16 +16,28 @@ import torch
 import service
 from bench import inference, report, training
 from bench.stack import rss_mib, running_service
-from service.schemas import TrainingConfig
+from service.domain.training_config import TrainingConfig
 from service.settings import get_settings
 
 
 def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return {"cpu": cpu, "cores": os.cpu_count(), "device": training.device_name(), "torch": torch.__version__,
-            "python": platform.python_version(), "service": service.__version__,
-            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "device": training.device_name(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "service": service.__version__,
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
 
 
 def main() -> None:
@@ -40,7 +52,8 @@ def main() -> None:
         results["memory_idle"] = {role: rss_mib(pid)[0] for role, pid in pids.items() if role != "redis"}
         results["tutorial"] = training.overhead(client, data_dir, TrainingConfig(), repeats=max(repeats, 5))
         results["larger"] = training.overhead(
-            client, data_dir, TrainingConfig(epochs=1 if args.quick else 3, test_every=50), repeats=1)
+            client, data_dir, TrainingConfig(epochs=1 if args.quick else 3, test_every=50), repeats=1
+        )
         results["fast"] = training.preset_runs(client, "fast", seeds=list(range(repeats)))
         results["fast_curve"] = training.time_to_accuracy_curve(data_dir, "fast", [0.5, 0.75, 1.0, 1.5])
         if not args.quick:

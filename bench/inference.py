@@ -10,7 +10,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from service.data import load_mnist
+from service.domain.mnist import load_mnist
 from service.settings import get_settings
 
 
@@ -21,6 +21,7 @@ async def _load(url: str, request: dict, concurrency: int, seconds: float) -> di
     deadline = time.perf_counter() + seconds
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+
         async def one_client() -> None:
             nonlocal errors
             while time.perf_counter() < deadline:
@@ -28,13 +29,18 @@ async def _load(url: str, request: dict, concurrency: int, seconds: float) -> di
                 response = await client.request(**request)
                 latencies.append(time.perf_counter() - started)
                 errors += response.status_code >= 400
+
         started = time.perf_counter()
         await asyncio.gather(*(one_client() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
     latencies.sort()
-    return {"requests": len(latencies), "errors": errors, "requests_per_s": len(latencies) / elapsed,
-            "p50_ms": 1000 * statistics.median(latencies),
-            "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]}
+    return {
+        "requests": len(latencies),
+        "errors": errors,
+        "requests_per_s": len(latencies) / elapsed,
+        "p50_ms": 1000 * statistics.median(latencies),
+        "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
+    }
 
 
 def _png(image: np.ndarray) -> bytes:

@@ -13,7 +13,7 @@ import time
 import httpx
 
 from bench.stack import running_service, wait_for_job
-from service.data import load_mnist
+from service.domain.mnist import load_mnist
 from service.settings import get_settings
 
 JOB = {"train_batches": 40, "test_every": 10, "test_batch_size": 200}
@@ -23,12 +23,14 @@ async def predict_load(url: str, pixels: list[int], clients: int, seconds: float
     sent = errors = 0
     deadline = time.monotonic() + seconds
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+
         async def one() -> None:
             nonlocal sent, errors
             while time.monotonic() < deadline:
                 response = await client.post("/predict", json={"pixels": pixels})
                 sent += 1
                 errors += response.status_code != 200
+
         await asyncio.gather(*(one() for _ in range(clients)))
     return sent, errors
 
@@ -38,7 +40,9 @@ def submit_and_check(client: httpx.Client, jobs: int) -> dict:
     ended = [wait_for_job(client, job_id, timeout=600) for job_id in ids]
     complete = 0
     for job in ended:
-        batches = [p["batch"] for p in client.get(f"/jobs/{job['id']}/metrics", params={"limit": 10_000}).json()["points"]]
+        batches = [
+            p["batch"] for p in client.get(f"/jobs/{job['id']}/metrics", params={"limit": 10_000}).json()["points"]
+        ]
         complete += batches == list(range(1, JOB["train_batches"] + 1))
     return {"jobs": jobs, "succeeded": sum(j["status"] == "succeeded" for j in ended), "metrics_complete": complete}
 
@@ -53,14 +57,17 @@ def main() -> None:
     with running_service(get_settings().data_dir) as (client, _):
         started = time.monotonic()
         loop = asyncio.new_event_loop()
-        load = loop.run_in_executor(None, lambda: asyncio.run(
-            predict_load(str(client.base_url), pixels, args.clients, args.seconds)))
+        load = loop.run_in_executor(
+            None, lambda: asyncio.run(predict_load(str(client.base_url), pixels, args.clients, args.seconds))
+        )
         jobs = submit_and_check(client, args.jobs)
         sent, errors = loop.run_until_complete(load)
         elapsed = time.monotonic() - started
     print(f"predict requests sent: {sent} in {args.seconds:.0f} s by {args.clients} clients, errors: {errors}")
-    print(f"jobs: {jobs['jobs']} submitted, {jobs['succeeded']} succeeded, "
-          f"{jobs['metrics_complete']} with every batch exactly once; total {elapsed:.0f} s")
+    print(
+        f"jobs: {jobs['jobs']} submitted, {jobs['succeeded']} succeeded, "
+        f"{jobs['metrics_complete']} with every batch exactly once; total {elapsed:.0f} s"
+    )
     sys.exit(0 if errors == 0 and jobs["succeeded"] == jobs["metrics_complete"] == args.jobs else 1)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from service.schemas import ENDED
+from service.schemas.jobs import ENDED
 
 
 def free_port() -> int:
@@ -59,11 +59,16 @@ def running_service(data_dir: Path, **env: str):
     with tempfile.TemporaryDirectory() as work:
         port = free_port()
         process = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "run", "--port", str(port)],
-            env={**{k: v for k, v in os.environ.items() if k != "MNIST_REDIS_URL"},
-                 "MNIST_DATA_DIR": str(data_dir), "MNIST_STATE_DIR": f"{work}/state",
-                 "MNIST_MODEL_DIR": f"{work}/models", **env},
-            stdout=open(f"{work}/run.log", "wb"), stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "service", "run", "--port", str(port)],
+            env={
+                **{k: v for k, v in os.environ.items() if k != "MNIST_REDIS_URL"},
+                "MNIST_DATA_DIR": str(data_dir),
+                "MNIST_STATE_DIR": f"{work}/state",
+                "MNIST_MODEL_DIR": f"{work}/models",
+                **env,
+            },
+            stdout=open(f"{work}/run.log", "wb"),
+            stderr=subprocess.STDOUT,
         )
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
         try:

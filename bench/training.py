@@ -6,11 +6,10 @@ from pathlib import Path
 
 import torch
 
-from service.network import build_network
-from service.schemas import TrainingConfig
-from worker.training import device_dataset, evaluate, resolve_device, train, warm_up
-
 from bench.stack import wait_for_job
+from service.domain.network import build_network
+from service.domain.training_config import TrainingConfig
+from worker.training import device_dataset, evaluate, resolve_device, train, warm_up
 
 
 def bare_run(config: TrainingConfig, data_dir: Path) -> dict:
@@ -21,10 +20,14 @@ def bare_run(config: TrainingConfig, data_dir: Path) -> dict:
     for _ in train(network, config, data):
         pass
     trained = time.perf_counter()
-    loss, accuracy = evaluate(network, data.test_x, data.test_y)
+    _loss, accuracy = evaluate(network, data.test_x, data.test_y)
     tested = time.perf_counter()
-    return {"train_s": trained - started, "test_s": tested - trained, "test_accuracy": accuracy,
-            "images_per_s": config.total_batches * config.batch_size / (trained - started)}
+    return {
+        "train_s": trained - started,
+        "test_s": tested - trained,
+        "test_accuracy": accuracy,
+        "images_per_s": config.total_batches * config.batch_size / (trained - started),
+    }
 
 
 def service_run(client, config: TrainingConfig) -> dict:
@@ -35,8 +38,12 @@ def service_run(client, config: TrainingConfig) -> dict:
     latency = time.perf_counter() - started
     if job["status"] != "succeeded":
         raise RuntimeError(f"benchmark job failed: {job['error']}")
-    return {"train_s": job["train_seconds"], "latency_s": latency, "test_accuracy": job["test_accuracy"],
-            "images_per_s": config.total_batches * config.batch_size / job["train_seconds"]}
+    return {
+        "train_s": job["train_seconds"],
+        "latency_s": latency,
+        "test_accuracy": job["test_accuracy"],
+        "images_per_s": config.total_batches * config.batch_size / job["train_seconds"],
+    }
 
 
 def median(runs: list[dict], key: str) -> float:
@@ -51,12 +58,16 @@ def overhead(client, data_dir: Path, config: TrainingConfig, repeats: int) -> di
         seeded = config.model_copy(update={"seed": seed})
         bare.append(bare_run(seeded, data_dir))
         served.append(service_run(client, seeded))
-    return {"bare": bare, "service": served,
-            "bare_images_per_s": median(bare, "images_per_s"), "service_images_per_s": median(served, "images_per_s"),
-            "bare_train_test_s": median([{"t": b["train_s"] + b["test_s"]} for b in bare], "t"),
-            "service_latency_s": median(served, "latency_s"),
-            "bare_accuracy": statistics.mean(b["test_accuracy"] for b in bare),
-            "service_accuracy": statistics.mean(s["test_accuracy"] for s in served)}
+    return {
+        "bare": bare,
+        "service": served,
+        "bare_images_per_s": median(bare, "images_per_s"),
+        "service_images_per_s": median(served, "images_per_s"),
+        "bare_train_test_s": median([{"t": b["train_s"] + b["test_s"]} for b in bare], "t"),
+        "service_latency_s": median(served, "latency_s"),
+        "bare_accuracy": statistics.mean(b["test_accuracy"] for b in bare),
+        "service_accuracy": statistics.mean(s["test_accuracy"] for s in served),
+    }
 
 
 def preset_runs(client, preset: str, seeds: list[int]) -> list[dict]:

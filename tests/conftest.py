@@ -13,8 +13,8 @@ import httpx
 import pytest
 from redis import Redis
 
-from service.data import DataError, fetch_data, verify_data_dir
-from service.embedded_redis import EmbeddedRedis
+from service.domain.mnist import DataError, fetch_data, verify_data_dir
+from service.launcher.embedded_redis import EmbeddedRedis
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -73,8 +73,14 @@ class Process:
 
 def start_process(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> Process:
     log = log_dir / f"{name}.log"
-    popen = subprocess.Popen(args, env={**os.environ, **env}, cwd=ROOT, stdout=log.open("wb"),
-                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    popen = subprocess.Popen(
+        args,
+        env={**os.environ, **env},
+        cwd=ROOT,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
     return Process(name, popen, log)
 
 
@@ -110,8 +116,13 @@ def launch(work: Path, redis_url: str, data_dir: Path, workers: int = 1, **env: 
     """The real API and ``workers`` real workers, as separate processes, sharing ``redis_url``."""
     work.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    env = {"MNIST_REDIS_URL": redis_url, "MNIST_DATA_DIR": str(data_dir), "MNIST_MODEL_DIR": str(work / "models"), **env}
-    api = start_process("api", [sys.executable, "-m", "service.cli", "api", "--port", str(port)], env, work)
+    env = {
+        "MNIST_REDIS_URL": redis_url,
+        "MNIST_DATA_DIR": str(data_dir),
+        "MNIST_MODEL_DIR": str(work / "models"),
+        **env,
+    }
+    api = start_process("api", [sys.executable, "-m", "service", "api", "--port", str(port)], env, work)
     service = Service(f"http://127.0.0.1:{port}", env, work / "models", [api], work)
     for _ in range(workers):
         service.add_worker()
@@ -181,8 +192,13 @@ def wait_for_points(client: httpx.Client, job_id: str, count: int = 3, timeout: 
 
 
 # A model for the prediction tests: about 98% on the test set after a few seconds of training on a CPU.
-PREDICTION_MODEL_CONFIG = {"train_batches": 300, "optimizer": "adam", "learning_rate": 0.01, "batch_size": 128,
-                           "seed": 1}
+PREDICTION_MODEL_CONFIG = {
+    "train_batches": 300,
+    "optimizer": "adam",
+    "learning_rate": 0.01,
+    "batch_size": 128,
+    "seed": 1,
+}
 
 
 @pytest.fixture(scope="session")

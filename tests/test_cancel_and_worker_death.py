@@ -3,8 +3,6 @@
 import signal
 import time
 
-import pytest
-
 from tests.conftest import wait_for_job
 
 LONG_JOB = {"train_batches": 100_000, "test_every": 1000}
@@ -48,7 +46,9 @@ def test_a_running_job_canceled_stops_at_the_next_batch_keeping_its_metrics(stac
         assert [p["batch"] for p in points] == list(range(1, len(points) + 1)) and len(points) >= 3
         assert job["error"] == "canceled"
         # The worker is free again.
-        assert wait_for_job(client, client.post("/jobs", json={"train_batches": 3}).json()["id"])["status"] == "succeeded"
+        assert (
+            wait_for_job(client, client.post("/jobs", json={"train_batches": 3}).json()["id"])["status"] == "succeeded"
+        )
 
 
 def test_cancel_of_an_ended_or_unknown_job(service):

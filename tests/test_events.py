@@ -6,14 +6,15 @@ import uuid
 import httpx
 import pytest
 
-from service.client import Client, Event, parse_events
+from service.client.sdk import Client, Event, parse_events
 from tests.conftest import wait_for_job
 
 ENDED = ("succeeded", "failed", "canceled")
 
 
-def read_events(url: str, job_id: str, last_event_id: str | None = None, stop_after_metrics: int | None = None
-                ) -> list[Event]:
+def read_events(
+    url: str, job_id: str, last_event_id: str | None = None, stop_after_metrics: int | None = None
+) -> list[Event]:
     """The events of one connection, until the stream closes (or after that many metrics: a dropped client)."""
     headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
     events = []
@@ -102,7 +103,7 @@ def test_an_idle_stream_sends_keep_alives(stack):
     with httpx.stream("GET", f"{idle.url}/jobs/{job['id']}/events", timeout=10) as answer:
         lines = answer.iter_lines()
         assert next(lines).startswith("event: status")
-        comments = [line for line, _ in zip(lines, range(6)) if line.startswith(":")]  # bounded read
+        comments = [line for line, _ in zip(lines, range(6), strict=False) if line.startswith(":")]  # bounded read
     assert comments and all("ping" in line for line in comments)
 
 

@@ -4,10 +4,10 @@ import numpy as np
 import onnxruntime
 from safetensors.numpy import load as load_safetensors
 
-from service import store
-from service.data import load_mnist
-from service.export import ONNX_FILE
-from service.inference import classify
+from service.domain import model_store as store
+from service.domain.mnist import load_mnist
+from service.serving.export import ONNX_FILE
+from service.serving.inference import classify
 
 
 def test_safetensors_is_the_stored_file(service, trained_model):

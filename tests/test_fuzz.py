@@ -5,7 +5,7 @@ worker (fuzzed jobs pile up harmlessly in its own queue) and a model store of it
 that /predict and /models are exercised past their 409s.
 """
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import schemathesis
@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from service.network import build_network
-from service.schemas import ModelMetadata, TrainingConfig
-from service.store import new_model_id, save_model
+from service.domain.model_store import ModelMetadata, new_model_id, save_model
+from service.domain.network import build_network
+from service.domain.training_config import TrainingConfig
 from tests.conftest import launch
 
 EXAMPLES_PER_OPERATION = 40
@@ -25,10 +25,23 @@ EXAMPLES_PER_OPERATION = 40
 def fuzzed_service(redis_url, mnist_data_dir, tmp_path_factory):
     work = tmp_path_factory.mktemp("fuzz")
     config = TrainingConfig(seed=0)
-    created_at = datetime.now(timezone.utc)
-    save_model(work / "models", build_network(config), ModelMetadata(
-        id=new_model_id(created_at), job_id=None, created_at=created_at, config=config, test_accuracy=0.1,
-        test_loss=2.3, parameters=5994, train_seconds=0.0, device="cpu", versions={}))
+    created_at = datetime.now(UTC)
+    save_model(
+        work / "models",
+        build_network(config),
+        ModelMetadata(
+            id=new_model_id(created_at),
+            job_id=None,
+            created_at=created_at,
+            config=config,
+            test_accuracy=0.1,
+            test_loss=2.3,
+            parameters=5994,
+            train_seconds=0.0,
+            device="cpu",
+            versions={},
+        ),
+    )
     service = launch(work, redis_url, mnist_data_dir, workers=0, MNIST_QUEUE_NAME="fuzz")
     yield service
     service.stop()
@@ -46,8 +59,13 @@ def test_no_server_error_and_every_answer_matches_the_schema(fuzzed_service):
     for operation in operations(fuzzed_service.url):
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=EXAMPLES_PER_OPERATION, derandomize=True, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=EXAMPLES_PER_OPERATION,
+            derandomize=True,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
         def fuzz(case):
             nonlocal tried
             tried += 1

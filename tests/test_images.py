@@ -1,6 +1,4 @@
-"""Tests for service.images: pictures and pixel grids in, MNIST-like digits out."""
-
-from __future__ import annotations
+"""Tests for service.serving.images: pictures and pixel grids in, MNIST-like digits out."""
 
 import io
 import tracemalloc
@@ -11,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from service.images import (
+from service.serving.images import (
     BadPixels,
     ImageError,
     ImageTooLarge,
@@ -102,8 +100,7 @@ def test_mnist_digit_itself_round_trips_nearly_unchanged(digits: np.ndarray) -> 
     # of the fullest one's ink) that the trimming for JPEG ringing drops.
     # Measured: mean absolute difference 0.12 grey levels, the worst digit 0.56.
     differences = [
-        np.abs(round_trip(encode(Image.fromarray(digit), "PNG")).astype(int) - digit).mean()
-        for digit in digits
+        np.abs(round_trip(encode(Image.fromarray(digit), "PNG")).astype(int) - digit).mean() for digit in digits
     ]
     assert max(differences) < 1 and np.mean(differences) < 0.25
 

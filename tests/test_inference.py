@@ -1,17 +1,15 @@
 """Which model serves, the bounded cache of loaded networks, and the store's delete and default choice."""
 
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 import torch
 
-from service.inference import Batcher, ModelCache, NoModelYet, classify
-from service.network import build_network
-from service.schemas import ModelMetadata, TrainingConfig
-from service.store import (
+from service.domain.model_store import (
     DEFAULT_FILE,
+    ModelMetadata,
     ModelNotFound,
     choose_default_model,
     default_model_id,
@@ -21,14 +19,26 @@ from service.store import (
     new_model_id,
     save_model,
 )
+from service.domain.network import build_network
+from service.domain.training_config import TrainingConfig
+from service.serving.inference import Batcher, ModelCache, NoModelYet, classify
 
 
 def add_model(model_dir, month: int) -> str:
     config = TrainingConfig(seed=month)
-    created_at = datetime(2026, month, 1, tzinfo=timezone.utc)
-    metadata = ModelMetadata(id=new_model_id(created_at), job_id=None, created_at=created_at, config=config,
-                             test_accuracy=0.9, test_loss=0.3, parameters=5994, train_seconds=1.0, device="cpu",
-                             versions={})
+    created_at = datetime(2026, month, 1, tzinfo=UTC)
+    metadata = ModelMetadata(
+        id=new_model_id(created_at),
+        job_id=None,
+        created_at=created_at,
+        config=config,
+        test_accuracy=0.9,
+        test_loss=0.3,
+        parameters=5994,
+        train_seconds=1.0,
+        device="cpu",
+        versions={},
+    )
     save_model(model_dir, build_network(config), metadata)
     return metadata.id
 
@@ -109,7 +119,7 @@ def test_the_batcher_answers_each_concurrent_request_with_its_own_rows():
         t.start()
     for t in threads:
         t.join()
-    for (net, images), answer in zip(requests, answers):
+    for (net, images), answer in zip(requests, answers, strict=True):
         np.testing.assert_allclose(answer, classify(net, images), atol=1e-5)
 
 

@@ -7,10 +7,10 @@ import uuid
 import pytest
 from redis import Redis
 
-from service import jobs
-from service.schemas import TrainingConfig
+from service.domain.model_store import load_network
+from service.domain.training_config import TrainingConfig
+from service.queue import jobs
 from service.settings import Settings
-from service.store import load_network
 from tests.conftest import start_worker, wait_for_job
 
 
@@ -47,7 +47,7 @@ def test_a_short_job_trains_publishes_every_batch_once_and_saves_a_loadable_mode
         assert done["started_at"] and done["finished_at"] and done["worker"]
         assert 0.5 < done["test_accuracy"] <= 1 and done["test_loss"] > 0 and done["error"] is None
 
-    network, metadata = load_network(service.model_dir, done["model_id"])
+    _network, metadata = load_network(service.model_dir, done["model_id"])
     assert metadata.job_id == job["id"] and metadata.test_accuracy == done["test_accuracy"]
     assert metadata.config.train_batches == 30 and metadata.parameters == 5994
 
@@ -130,8 +130,11 @@ def test_a_job_before_the_data_is_there_fails_with_the_data_error(service, redis
     """A worker whose data directory is empty: the job fails at once, naming the missing file."""
     settings = Settings(redis_url=redis_url, queue_name="no-data")
     job = jobs.submit(Redis.from_url(redis_url), settings, TrainingConfig(train_batches=1))
-    worker = start_worker("no-data-worker", {**service.env, "MNIST_QUEUE_NAME": "no-data",
-                                             "MNIST_DATA_DIR": str(tmp_path / "empty")}, tmp_path)
+    worker = start_worker(
+        "no-data-worker",
+        {**service.env, "MNIST_QUEUE_NAME": "no-data", "MNIST_DATA_DIR": str(tmp_path / "empty")},
+        tmp_path,
+    )
     try:
         with service.client() as client:
             done = wait_for_job(client, job.id, timeout=60)

@@ -30,10 +30,10 @@ def json_lines():
 
 
 def test_a_line_has_time_level_logger_and_message(json_lines):
-    logging.getLogger("service.jobs").warning("Redis is %s", "away")
-    logging.getLogger("service.jobs").debug("below the level")
+    logging.getLogger("service.queue.jobs").warning("Redis is %s", "away")
+    logging.getLogger("service.queue.jobs").debug("below the level")
     (line,) = json_lines()
-    assert line["level"] == "WARNING" and line["logger"] == "service.jobs" and line["message"] == "Redis is away"
+    assert line["level"] == "WARNING" and line["logger"] == "service.queue.jobs" and line["message"] == "Redis is away"
     assert line["time"].endswith("+00:00") and "request_id" not in line and "job_id" not in line
 
 
@@ -67,6 +67,6 @@ def test_a_line_written_by_a_job_has_its_id(json_lines, redis):
 def test_warnings_become_lines_too(json_lines):
     import warnings
 
-    warnings.warn("deprecated thing")
+    warnings.warn("deprecated thing", stacklevel=2)
     (line,) = json_lines()
     assert line["logger"] == "py.warnings" and "deprecated thing" in line["message"]

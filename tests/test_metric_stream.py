@@ -4,15 +4,20 @@ import uuid
 
 import pytest
 
-from service import metric_stream
-from service.schemas import MetricPoint
+from service.domain.metric_point import MetricPoint
+from service.queue import metric_stream
 from worker.publisher import MetricPublisher
 
 
 def points(n: int, start: int = 1) -> list[MetricPoint]:
     return [
-        MetricPoint(batch=b, loss=1 / b, accuracy=b / (n + start), elapsed_s=b * 0.01,
-                    **({"val_loss": 0.5, "val_accuracy": 0.9} if b % 5 == 0 else {}))
+        MetricPoint(
+            batch=b,
+            loss=1 / b,
+            accuracy=b / (n + start),
+            elapsed_s=b * 0.01,
+            **({"val_loss": 0.5, "val_accuracy": 0.9} if b % 5 == 0 else {}),
+        )
         for b in range(start, start + n)
     ]
 

@@ -1,14 +1,14 @@
 """The models endpoints, on API processes of their own whose store the tests fill directly (no training):
 listing, the default (kept in the store, shared by replicas, independent of Redis), deletion, bad ids."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import torch
 
-from service.network import build_network
-from service.schemas import ModelMetadata, TrainingConfig
-from service.store import DEFAULT_FILE, new_model_id, save_model
+from service.domain.model_store import DEFAULT_FILE, ModelMetadata, new_model_id, save_model
+from service.domain.network import build_network
+from service.domain.training_config import TrainingConfig
 from tests.conftest import free_port
 
 PIXELS = {"pixels": [[0] * 28 for _ in range(28)]}
@@ -17,10 +17,19 @@ PIXELS = {"pixels": [[0] * 28 for _ in range(28)]}
 def add_model(model_dir, month: int, **config) -> str:
     """An untrained model created in `month` of 2026: its answers are arbitrary, but it serves."""
     config = TrainingConfig(seed=month, **config)
-    created_at = datetime(2026, month, 1, tzinfo=timezone.utc)
-    metadata = ModelMetadata(id=new_model_id(created_at), job_id=f"job-{month}", created_at=created_at, config=config,
-                             test_accuracy=0.5 + month / 100, test_loss=1.0, parameters=5994, train_seconds=1.0,
-                             device="cpu", versions={"torch": torch.__version__})
+    created_at = datetime(2026, month, 1, tzinfo=UTC)
+    metadata = ModelMetadata(
+        id=new_model_id(created_at),
+        job_id=f"job-{month}",
+        created_at=created_at,
+        config=config,
+        test_accuracy=0.5 + month / 100,
+        test_loss=1.0,
+        parameters=5994,
+        train_seconds=1.0,
+        device="cpu",
+        versions={"torch": torch.__version__},
+    )
     save_model(model_dir, build_network(config), metadata)
     return metadata.id
 
@@ -49,8 +58,12 @@ def test_models_are_listed_newest_first_the_newest_serves_and_new_ones_count_at_
         assert [m["id"] for m in listing["models"]] == [march, january]
         assert listing["default"] == {"model_id": march, "chosen": False}
         assert listing["models"][1] == {
-            "id": january, "job_id": "job-1", "created_at": "2026-01-01T00:00:00Z", "test_accuracy": 0.51,
-            "parameters": 5994, "summary": "conv 8-16 5x5 valid, dense 32-10; adam 0.01, 100 batches of 128",
+            "id": january,
+            "job_id": "job-1",
+            "created_at": "2026-01-01T00:00:00Z",
+            "test_accuracy": 0.51,
+            "parameters": 5994,
+            "summary": "conv 8-16 5x5 valid, dense 32-10; adam 0.01, 100 batches of 128",
         }
         assert client.post("/predict", json=PIXELS).json()["model_id"] == march
 
@@ -98,8 +111,16 @@ def test_deleting_a_model_everywhere_and_the_default_falling_back_to_the_newest(
         assert client.get("/models").json()["models"] == []
 
 
-BAD_IDS = ["..%2F..%2Fetc", "%2e%2e", "..%2Fsecret", "%2Fetc%2Fpasswd", "x" * 300, "20260101T000000Z-0000000g",
-           "20260101T000000Z-00000000%0A", "default-model"]
+BAD_IDS = [
+    "..%2F..%2Fetc",
+    "%2e%2e",
+    "..%2Fsecret",
+    "%2Fetc%2Fpasswd",
+    "x" * 300,
+    "20260101T000000Z-0000000g",
+    "20260101T000000Z-00000000%0A",
+    "default-model",
+]
 
 
 def test_ids_that_are_no_model_id_reach_nothing(api):

@@ -4,8 +4,8 @@ import math
 
 import torch
 
-from service.network import build_network, parameter_count
-from service.schemas import TrainingConfig
+from service.domain.network import build_network, parameter_count
+from service.domain.training_config import TrainingConfig
 
 
 def test_tutorial_network_has_5994_parameters_layer_by_layer():
@@ -14,7 +14,15 @@ def test_tutorial_network_has_5994_parameters_layer_by_layer():
     assert [sum(p.numel() for p in m.parameters()) for m in weighted] == [208, 3216, 2570]
     assert parameter_count(network) == 5994
     assert [type(m).__name__ for m in network] == [
-        "Conv2d", "ReLU", "MaxPool2d", "Conv2d", "ReLU", "MaxPool2d", "Flatten", "Linear"]
+        "Conv2d",
+        "ReLU",
+        "MaxPool2d",
+        "Conv2d",
+        "ReLU",
+        "MaxPool2d",
+        "Flatten",
+        "Linear",
+    ]
 
 
 def test_output_is_ten_logits_per_image():

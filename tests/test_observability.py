@@ -12,7 +12,7 @@ import uuid
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.data import FILES, DataError, check_sizes
+from service.domain.mnist import FILES, DataError, check_sizes
 from tests.conftest import free_port, launch, wait_for_job, wait_for_points
 
 
@@ -29,6 +29,7 @@ def value(samples: list, name: str, **labels: str) -> float:
 
 
 # Readiness
+
 
 def wait_until_ready(service, timeout: float = 60):
     """/readyz's last answer, once 200 or after ``timeout``: a worker registers once it has warmed up."""
@@ -98,8 +99,9 @@ def test_the_containers_healthcheck_command_checks_the_api_or_this_hosts_worker(
 
     def healthcheck(*args: str, **env: str) -> subprocess.CompletedProcess:
         env = {**os.environ, **service.env, "MNIST_PORT": service.url.rsplit(":", 1)[1], **env}
-        return subprocess.run([sys.executable, "-m", "service.cli", "healthcheck", *args], env=env,
-                              capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "service", "healthcheck", *args], env=env, capture_output=True, text=True, timeout=60
+        )
 
     assert healthcheck().returncode == 0
     assert healthcheck("--worker").returncode == 0  # the session's worker runs on this host
@@ -110,6 +112,7 @@ def test_the_containers_healthcheck_command_checks_the_api_or_this_hosts_worker(
 
 
 # Metrics
+
 
 def test_http_requests_are_counted_and_timed_by_route_template(service):
     with service.client() as client:
@@ -166,6 +169,7 @@ def test_jobs_queue_workers_and_training_speed_are_read_from_redis_at_scrape_tim
 
 # Request ids and logs
 
+
 def test_a_request_id_is_returned_and_written_in_the_apis_log_lines(service):
     with service.client() as client:
         given = client.get("/healthz", headers={"X-Request-ID": "trace-me-123"})
@@ -184,7 +188,9 @@ def test_a_request_id_is_returned_and_written_in_the_apis_log_lines(service):
 
 def test_the_api_and_the_worker_write_only_json_lines(service):
     with service.client() as client:
-        assert wait_for_job(client, client.post("/jobs", json={"train_batches": 2}).json()["id"])["status"] == "succeeded"
+        assert (
+            wait_for_job(client, client.post("/jobs", json={"train_batches": 2}).json()["id"])["status"] == "succeeded"
+        )
     for process in service.processes:
         lines = process.output().splitlines()
         assert lines, process.name

@@ -13,8 +13,8 @@ import pytest
 import torch
 from PIL import Image, ImageDraw, ImageOps
 
-from service.data import load_mnist
-from service.store import load_network
+from service.domain.mnist import load_mnist
+from service.domain.model_store import load_network
 from tests.conftest import wait_for_job
 
 DIGITS = 1000  # the first 1,000 test-set digits
@@ -51,7 +51,7 @@ def predicted_digits(service, model_id: str, pictures: list[tuple[str, bytes]]) 
     digits = []
     with service.client() as client:
         for start in range(0, len(pictures), PER_REQUEST):
-            batch = pictures[start:start + PER_REQUEST]
+            batch = pictures[start : start + PER_REQUEST]
             response = client.post("/predict", params={"model_id": model_id}, files=[("file", p) for p in batch])
             assert response.status_code == 200, response.text
             answer = response.json()
@@ -69,8 +69,10 @@ def png_accuracy(service, trained_model, test_set) -> float:
 
 def test_mnist_digits_as_png_uploads_score_what_the_model_scores(png_accuracy, network_probabilities, test_set):
     own_accuracy = float((network_probabilities.argmax(1) == test_set[1]).mean())
-    print(f"\n(a) {DIGITS} MNIST test digits as PNG uploads: {png_accuracy:.2%} through /predict, "
-          f"{own_accuracy:.2%} from the network on the raw arrays")
+    print(
+        f"\n(a) {DIGITS} MNIST test digits as PNG uploads: {png_accuracy:.2%} through /predict, "
+        f"{own_accuracy:.2%} from the network on the raw arrays"
+    )
     assert abs(png_accuracy - own_accuracy) <= 0.005
 
 
@@ -99,17 +101,21 @@ def test_digits_drawn_as_users_draw_them_score_nearly_as_well(service, trained_m
     rng = np.random.default_rng(0)
     pictures = [as_a_user_would_send(image, index, rng) for index, image in enumerate(images)]
     accuracy = float((predicted_digits(service, trained_model, pictures) == labels).mean())
-    print(f"\n(b) the same digits drawn 200-400 px, dark on white, off-centre, 1/3 RGBA, 1/3 JPEG: {accuracy:.2%} "
-          f"(PNG uploads: {png_accuracy:.2%})")
+    print(
+        f"\n(b) the same digits drawn 200-400 px, dark on white, off-centre, 1/3 RGBA, 1/3 JPEG: {accuracy:.2%} "
+        f"(PNG uploads: {png_accuracy:.2%})"
+    )
     assert abs(accuracy - png_accuracy) <= 0.03
 
 
-def test_single_and_batch_answers_agree_and_pixels_are_used_as_sent(service, trained_model, test_set,
-                                                                     network_probabilities):
+def test_single_and_batch_answers_agree_and_pixels_are_used_as_sent(
+    service, trained_model, test_set, network_probabilities
+):
     images = test_set[0][:6]
     pngs = [encode(Image.fromarray(image)) for image in images]
     query = {"model_id": trained_model}
     with service.client() as client:
+
         def probabilities(**request) -> list[list[float]]:
             response = client.post("/predict", params=query, **request)
             assert response.status_code == 200, response.text
@@ -123,11 +129,14 @@ def test_single_and_batch_answers_agree_and_pixels_are_used_as_sent(service, tra
         base64_images = [probabilities(json={"image": b64(png)})[0] for png in pngs]
         data_url = probabilities(json={"image": f"data:image/png;base64,{b64(pngs[0])}"})[0]
         pixels = [probabilities(json={"pixels": image.tolist()})[0] for image in images]
-        flat_unit_pixels = [probabilities(json={"pixels": (image.ravel() / 255).tolist(), "scale": "1"})[0]
-                            for image in images]
+        flat_unit_pixels = [
+            probabilities(json={"pixels": (image.ravel() / 255).tolist(), "scale": "1"})[0] for image in images
+        ]
         multi_file = probabilities(files=[("file", (f"{i}.png", png)) for i, png in enumerate(pngs)])
-        mixed = [{"image": b64(png)} if i % 2 else {"pixels": image.tolist()} for i, (png, image) in
-                 enumerate(zip(pngs, images))]
+        mixed = [
+            {"image": b64(png)} if i % 2 else {"pixels": image.tolist()}
+            for i, (png, image) in enumerate(zip(pngs, images, strict=True))
+        ]
         instances = probabilities(json={"instances": mixed})
 
     def same(a, b) -> None:  # one forward pass or several: float sums in another order
@@ -139,7 +148,7 @@ def test_single_and_batch_answers_agree_and_pixels_are_used_as_sent(service, tra
     same(flat_unit_pixels, pixels)
     same(instances, [uploads[i] if i % 2 else pixels[i] for i in range(len(images))])
     # Pixel grids skip the picture preprocessing: the answer is the network's own on that array.
-    same(pixels, network_probabilities[:len(images)])
+    same(pixels, network_probabilities[: len(images)])
 
 
 def png_declaring(width: int, height: int) -> bytes:
@@ -175,51 +184,90 @@ ROWS = [[0] * 28 for _ in range(28)]
 OVER = 8 * 1024 * 1024 + 1
 BAD_REQUESTS = {
     # name: (request, status, what the detail must say)
-    "not multipart nor JSON": ({"content": b"7", "headers": {"content-type": "text/plain"}}, 415,
-                               "multipart/form-data"),
+    "not multipart nor JSON": (
+        {"content": b"7", "headers": {"content-type": "text/plain"}},
+        415,
+        "multipart/form-data",
+    ),
     "multipart without parts": (multipart(), 422, "no `file` part"),
     "multipart without a file part": ({"files": {"picture": ("d.png", digit_png())}}, 422, "unexpected part 'picture'"),
-    "a text field named file": (multipart(b'Content-Disposition: form-data; name="file"\r\n\r\nseven'), 422,
-                                "file: is a text field"),
-    "malformed multipart": ({"content": b"junk", "headers": {"content-type": "multipart/form-data"}}, 422,
-                            "multipart body"),
+    "a text field named file": (
+        multipart(b'Content-Disposition: form-data; name="file"\r\n\r\nseven'),
+        422,
+        "file: is a text field",
+    ),
+    "malformed multipart": (
+        {"content": b"junk", "headers": {"content-type": "multipart/form-data"}},
+        422,
+        "multipart body",
+    ),
     "not a picture": ({"files": {"file": ("d.png", b"hello")}}, 415, "file 'd.png': cannot decode image"),
     "an empty file": ({"files": {"file": ("d.png", b"")}}, 415, "empty file"),
     "a truncated PNG": ({"files": {"file": ("d.png", digit_png()[:120])}}, 415, "cannot decode image"),
     "a blank picture": ({"files": {"file": ("d.png", blank())}}, 422, "no digit found"),
-    "a second file is bad": ({"files": [("file", ("a.png", digit_png())), ("file", ("b.gif", b"GIF89a"))]}, 415,
-                             "file[1] 'b.gif': cannot decode image"),
-    "a decompression bomb (declared 100k x 100k)": ({"files": {"file": ("bomb.png", png_declaring(10**5, 10**5))}},
-                                                    413, "the limit is 40000000"),
-    "a picture over the pixel limit": ({"files": {"file": ("big.png", png_declaring(8000, 6000))}}, 413,
-                                       "8000x6000 = 48000000 pixels; the limit is 40000000"),
-    "257 files": ({"files": [("file", (f"{i}.png", b"")) for i in range(257)]}, 422,
-                  "Maximum number of files is 256"),
+    "a second file is bad": (
+        {"files": [("file", ("a.png", digit_png())), ("file", ("b.gif", b"GIF89a"))]},
+        415,
+        "file[1] 'b.gif': cannot decode image",
+    ),
+    "a decompression bomb (declared 100k x 100k)": (
+        {"files": {"file": ("bomb.png", png_declaring(10**5, 10**5))}},
+        413,
+        "the limit is 40000000",
+    ),
+    "a picture over the pixel limit": (
+        {"files": {"file": ("big.png", png_declaring(8000, 6000))}},
+        413,
+        "8000x6000 = 48000000 pixels; the limit is 40000000",
+    ),
+    "257 files": ({"files": [("file", (f"{i}.png", b"")) for i in range(257)]}, 422, "Maximum number of files is 256"),
     "a file over the body limit": ({"files": {"file": ("d.png", b"x" * OVER)}}, 413, "over the limit of 8388608 bytes"),
-    "a chunked body over the limit": ({"content": chunks(OVER), "headers": {"content-type": "application/json"}}, 413,
-                                      "over the limit of 8388608 bytes"),
-    "malformed JSON": ({"content": b'{"pixels": [', "headers": {"content-type": "application/json"}}, 422,
-                       "Invalid JSON"),
+    "a chunked body over the limit": (
+        {"content": chunks(OVER), "headers": {"content-type": "application/json"}},
+        413,
+        "over the limit of 8388608 bytes",
+    ),
+    "malformed JSON": (
+        {"content": b'{"pixels": [', "headers": {"content-type": "application/json"}},
+        422,
+        "Invalid JSON",
+    ),
     "JSON without an input": ({"json": {"digits": []}}, 422, 'body: give "pixels", "image" or "instances"'),
     "783 pixels": ({"json": {"pixels": [0] * 783}}, 422, "pixels must be 784 values or 28 rows of 28; got 783 values"),
-    "a short row": ({"json": {"pixels": ROWS[:5] + [[0] * 27] + ROWS[6:]}}, 422, "row 5 has 27 values"),
-    "a pixel over 255": ({"json": {"pixels": [0] * 700 + [256] + [0] * 83}}, 422,
-                         "within 0..255; found 256 at row 25, column 0"),
+    "a short row": ({"json": {"pixels": [*ROWS[:5], [0] * 27, *ROWS[6:]]}}, 422, "row 5 has 27 values"),
+    "a pixel over 255": (
+        {"json": {"pixels": [0] * 700 + [256] + [0] * 83}},
+        422,
+        "within 0..255; found 256 at row 25, column 0",
+    ),
     "a negative pixel": ({"json": {"pixels": [-1] + [0] * 783}}, 422, "within 0..255; found -1"),
     "a pixel over 1 with scale 1": ({"json": {"pixels": [2] * 784, "scale": "1"}}, 422, "within 0..1"),
     "a pixel that is a string": ({"json": {"pixels": ["12"] * 784}}, 422, "pixel values must be numbers"),
     "an unknown scale": ({"json": {"pixels": [0] * 784, "scale": "100"}}, 422, "body.pixels.scale"),
     "pixels and image at once": ({"json": {"pixels": [0] * 784, "image": ""}}, 422, "body.pixels.image"),
     "image not base64": ({"json": {"image": "not base64!"}}, 422, "body.image.image: Value error, not valid base64"),
-    "image is base64 of no picture": ({"json": {"image": b64(b"hello")}}, 415, "cannot decode image: not a recognised image format"),
+    "image is base64 of no picture": (
+        {"json": {"image": b64(b"hello")}},
+        415,
+        "cannot decode image: not a recognised image format",
+    ),
     "image is blank": ({"json": {"image": b64(blank())}}, 422, "no digit found"),
     "no instances": ({"json": {"instances": []}}, 422, "body.instances.instances"),
-    "257 instances": ({"json": {"instances": [{"pixels": [0] * 784}] * 257}}, 422,
-                      "instances: at most 256 per request; got 257"),
-    "an instance without input": ({"json": {"instances": [{"pixels": [0] * 784}, {}]}}, 422,
-                                  'body.instances.instances.1: give "pixels" or "image"'),
-    "a bad second instance": ({"json": {"instances": [{"pixels": [0] * 784}, {"pixels": [0] * 10}]}}, 422,
-                              "instances[1]: pixels must be 784 values"),
+    "257 instances": (
+        {"json": {"instances": [{"pixels": [0] * 784}] * 257}},
+        422,
+        "instances: at most 256 per request; got 257",
+    ),
+    "an instance without input": (
+        {"json": {"instances": [{"pixels": [0] * 784}, {}]}},
+        422,
+        'body.instances.instances.1: give "pixels" or "image"',
+    ),
+    "a bad second instance": (
+        {"json": {"instances": [{"pixels": [0] * 784}, {"pixels": [0] * 10}]}},
+        422,
+        "instances[1]: pixels must be 784 values",
+    ),
 }
 
 
@@ -231,16 +279,19 @@ def describe(detail) -> str:
 
 
 @pytest.mark.parametrize("request_kwargs, status, message", BAD_REQUESTS.values(), ids=BAD_REQUESTS.keys())
-def test_a_bad_request_gets_its_status_and_a_message_naming_the_problem(service, trained_model, request_kwargs,
-                                                                         status, message):
+def test_a_bad_request_gets_its_status_and_a_message_naming_the_problem(
+    service, trained_model, request_kwargs, status, message
+):
     with service.client() as client:
         response = client.post("/predict", params={"model_id": trained_model}, **request_kwargs)
     assert response.status_code == status, response.text
     assert message in describe(response.json()["detail"])
 
 
-@pytest.mark.parametrize("model_id, status", [("20200101T000000Z-00000000", 404), ("../../etc/passwd", 422),
-                                              ("..%2F..%2Fetc", 422), ("latest", 422)])
+@pytest.mark.parametrize(
+    "model_id, status",
+    [("20200101T000000Z-00000000", 404), ("../../etc/passwd", 422), ("..%2F..%2Fetc", 422), ("latest", 422)],
+)
 def test_an_unknown_or_malformed_model_id(service, trained_model, model_id, status):
     with service.client() as client:
         response = client.post("/predict", params={"model_id": model_id}, json={"pixels": ROWS})
@@ -252,8 +303,10 @@ def test_an_oversized_body_is_refused_from_its_headers_before_it_is_sent(service
     """Headers that announce 100 MB, and not one byte of body: the answer comes at once."""
     address = urlsplit(service.url)
     with socket.create_connection((address.hostname, address.port), timeout=10) as connection:
-        connection.sendall(b"POST /predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
-                           b"Content-Length: 100000000\r\n\r\n")
+        connection.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100000000\r\n\r\n"
+        )
         answer = b""
         while chunk := connection.recv(4096):  # the headers, then the body (the server closes after it)
             answer += chunk
@@ -267,16 +320,18 @@ def test_the_body_limit_guards_every_route(service):
     assert response.status_code == 413 and "over the limit" in response.json()["detail"]
 
 
-@pytest.mark.parametrize("fmt, mode", [("PNG", "P"), ("JPEG", "CMYK"), ("GIF", "L"), ("BMP", "RGB"), ("WEBP", "RGBA"),
-                                       ("TIFF", "I;16")])
+@pytest.mark.parametrize(
+    "fmt, mode", [("PNG", "P"), ("JPEG", "CMYK"), ("GIF", "L"), ("BMP", "RGB"), ("WEBP", "RGBA"), ("TIFF", "I;16")]
+)
 def test_every_supported_format_and_mode_is_read(service, trained_model, fmt, mode):
     """A thick vertical stroke, a 1, in each format Pillow decodes for us."""
     picture = Image.open(io.BytesIO(digit_png())).convert("RGB" if mode == "I;16" else mode)
     if mode == "I;16":
         picture = Image.fromarray(np.asarray(picture.convert("L"), dtype=np.uint16) * 257)
     with service.client() as client:
-        response = client.post("/predict", params={"model_id": trained_model},
-                               files={"file": (f"one.{fmt.lower()}", encode(picture, fmt))})
+        response = client.post(
+            "/predict", params={"model_id": trained_model}, files={"file": (f"one.{fmt.lower()}", encode(picture, fmt))}
+        )
     assert response.status_code == 200, response.text
     assert response.json()["predictions"][0]["digit"] == 1
 

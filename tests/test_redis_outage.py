@@ -2,7 +2,7 @@
 
 import time
 
-from service.embedded_redis import EmbeddedRedis
+from service.launcher.embedded_redis import EmbeddedRedis
 from tests.conftest import free_port, launch, wait_for_job
 
 
@@ -21,8 +21,13 @@ def test_the_service_rides_out_a_redis_restart(mnist_data_dir, tmp_path):
 
             redis.stop()  # SIGTERM: the append-only file is flushed
             outage = time.monotonic()
-            for method, path in [("GET", f"/jobs/{running}"), ("GET", "/jobs"), ("POST", "/jobs"),
-                                 ("GET", f"/jobs/{running}/metrics"), ("POST", f"/jobs/{running}/cancel")]:
+            for method, path in [
+                ("GET", f"/jobs/{running}"),
+                ("GET", "/jobs"),
+                ("POST", "/jobs"),
+                ("GET", f"/jobs/{running}/metrics"),
+                ("POST", f"/jobs/{running}/cancel"),
+            ]:
                 asked = time.monotonic()
                 response = client.request(method, path, json={} if method == "POST" else None)
                 assert response.status_code == 503, (path, response.text)

@@ -30,10 +30,13 @@ def alive(pid: int) -> bool:
 
 def test_run_starts_embedded_redis_api_and_worker_and_stops_them(mnist_data_dir, tmp_path, monkeypatch):
     port = free_port()
-    env = {"MNIST_DATA_DIR": str(mnist_data_dir), "MNIST_STATE_DIR": str(tmp_path / "state"),
-           "MNIST_MODEL_DIR": str(tmp_path / "models")}
+    env = {
+        "MNIST_DATA_DIR": str(mnist_data_dir),
+        "MNIST_STATE_DIR": str(tmp_path / "state"),
+        "MNIST_MODEL_DIR": str(tmp_path / "models"),
+    }
     monkeypatch.delenv("MNIST_REDIS_URL", raising=False)  # no URL: run starts its own Redis
-    run = start_process("run", [sys.executable, "-m", "service.cli", "run", "--port", str(port)], env, tmp_path)
+    run = start_process("run", [sys.executable, "-m", "service", "run", "--port", str(port)], env, tmp_path)
     try:
         url = f"http://127.0.0.1:{port}"
         wait_until_healthy(url, [run])

@@ -5,8 +5,8 @@ import time
 
 from redis import Redis
 
+from service.queue.workers import live_workers
 from service.settings import Settings
-from service.workers import live_workers
 from tests.conftest import wait_for_job
 
 
@@ -18,7 +18,9 @@ def test_two_workers_share_four_jobs_each_trained_by_exactly_one(stack, redis_ur
     with service.client() as client:
         ids = [client.post("/jobs", json={**config, "seed": seed}).json()["id"] for seed in range(4)]
         done = {job_id: wait_for_job(client, job_id, timeout=180) for job_id in ids}
-        points = {job_id: client.get(f"/jobs/{job_id}/metrics", params={"limit": 1000}).json()["points"] for job_id in ids}
+        points = {
+            job_id: client.get(f"/jobs/{job_id}/metrics", params={"limit": 1000}).json()["points"] for job_id in ids
+        }
 
     assert all(job["status"] == "succeeded" for job in done.values()), service.logs()
     assert {job["worker"] for job in done.values()} == set(workers)  # both used, and no one else

@@ -5,8 +5,16 @@ import uuid
 import pytest
 
 KEY = "s3cret-key-for-the-tests"
-PROTECTED = [("GET", "/jobs"), ("POST", "/jobs"), ("GET", f"/jobs/{uuid.uuid4()}"), ("GET", f"/jobs/{uuid.uuid4()}/events"),
-             ("GET", "/models"), ("POST", "/predict"), ("GET", "/presets"), ("GET", "/samples")]
+PROTECTED = [
+    ("GET", "/jobs"),
+    ("POST", "/jobs"),
+    ("GET", f"/jobs/{uuid.uuid4()}"),
+    ("GET", f"/jobs/{uuid.uuid4()}/events"),
+    ("GET", "/models"),
+    ("POST", "/predict"),
+    ("GET", "/presets"),
+    ("GET", "/samples"),
+]
 OPEN = ["/healthz", "/readyz", "/metrics", "/"]
 
 
@@ -14,8 +22,15 @@ OPEN = ["/healthz", "/readyz", "/metrics", "/"]
 def locked(redis_url, mnist_data_dir, tmp_path_factory):
     from tests.conftest import launch
 
-    service = launch(tmp_path_factory.mktemp("locked"), redis_url, mnist_data_dir, workers=0,
-                     MNIST_API_KEY=KEY, MNIST_QUEUE_NAME="locked", MNIST_CORS_ORIGINS="https://ui.example")
+    service = launch(
+        tmp_path_factory.mktemp("locked"),
+        redis_url,
+        mnist_data_dir,
+        workers=0,
+        MNIST_API_KEY=KEY,
+        MNIST_QUEUE_NAME="locked",
+        MNIST_CORS_ORIGINS="https://ui.example",
+    )
     yield service
     service.stop()
 
@@ -23,15 +38,21 @@ def locked(redis_url, mnist_data_dir, tmp_path_factory):
 @pytest.mark.parametrize("method, path", PROTECTED)
 def test_every_resource_needs_the_key(locked, method, path):
     with locked.client() as client:
-        for headers in ({}, {"Authorization": "Bearer wrong-key-of-some-length"}, {"X-API-Key": KEY[:-1]},
-                        {"Authorization": f"Basic {KEY}"}):
+        for headers in (
+            {},
+            {"Authorization": "Bearer wrong-key-of-some-length"},
+            {"X-API-Key": KEY[:-1]},
+            {"Authorization": f"Basic {KEY}"},
+        ):
             response = client.request(method, path, headers=headers, json={} if method == "POST" else None)
             assert response.status_code == 401, (headers, response.text)
             assert "API key" in response.json()["detail"] and response.headers["www-authenticate"] == "Bearer"
 
 
-@pytest.mark.parametrize("headers, cookies", [({"Authorization": f"Bearer {KEY}"}, {}), ({"X-API-Key": KEY}, {}),
-                                              ({}, {"mnist_api_key": KEY})])
+@pytest.mark.parametrize(
+    "headers, cookies",
+    [({"Authorization": f"Bearer {KEY}"}, {}), ({"X-API-Key": KEY}, {}), ({}, {"mnist_api_key": KEY})],
+)
 def test_the_key_opens_them_by_header_or_cookie(locked, headers, cookies):
     with locked.client() as client:
         client.cookies.update(cookies)
@@ -53,7 +74,10 @@ def test_cors_only_for_configured_origins(locked, service):
     assert allowed.headers["access-control-allow-origin"] == "https://ui.example"
     assert "access-control-allow-origin" not in other.headers
     with service.client() as client:  # the default: CORS off
-        assert "access-control-allow-origin" not in client.get("/healthz", headers={"Origin": "https://ui.example"}).headers
+        assert (
+            "access-control-allow-origin"
+            not in client.get("/healthz", headers={"Origin": "https://ui.example"}).headers
+        )
 
 
 def test_the_cli_sends_the_key_from_its_flag_or_environment(locked):
@@ -62,9 +86,13 @@ def test_the_cli_sends_the_key_from_its_flag_or_environment(locked):
     import sys
 
     def jobs(*extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "service.cli", "jobs", "--url", locked.url, *extra],
-                              capture_output=True, text=True, timeout=60,
-                              env={**{k: v for k, v in os.environ.items() if k != "MNIST_API_KEY"}, **(env or {})})
+        return subprocess.run(
+            [sys.executable, "-m", "service", "jobs", "--url", locked.url, *extra],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**{k: v for k, v in os.environ.items() if k != "MNIST_API_KEY"}, **(env or {})},
+        )
 
     refused = jobs()
     assert refused.returncode != 0 and "API key" in refused.stderr + refused.stdout

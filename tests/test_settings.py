@@ -38,7 +38,7 @@ def test_the_log_level_takes_any_case(monkeypatch):
 
 def test_the_readme_documents_every_variable():
     readme = (ROOT / "README.md").read_text()
-    table = readme[readme.index("## Configuration"):]
-    table = table[:table.index("\n## ", 1)]
+    table = readme[readme.index("## Configuration") :]
+    table = table[: table.index("\n## ", 1)]
     documented = set(re.findall(r"`(MNIST_\w+)`", table))
     assert {Settings.env_name(field) for field in Settings.model_fields} <= documented

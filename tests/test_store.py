@@ -1,25 +1,34 @@
 """The model store: safetensors round trip, atomic folders, ids that cannot escape the store."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import torch
 
-from service.network import build_network, parameter_count
-from service.schemas import ModelMetadata, TrainingConfig
-from service.store import ModelNotFound, list_models, load_network, new_model_id, save_model
+from service.domain.model_store import ModelMetadata, ModelNotFound, list_models, load_network, new_model_id, save_model
+from service.domain.network import build_network, parameter_count
+from service.domain.training_config import TrainingConfig
 
 
 def metadata(config: TrainingConfig, created_at: datetime) -> ModelMetadata:
-    return ModelMetadata(id=new_model_id(created_at), job_id="job", created_at=created_at, config=config,
-                         test_accuracy=0.9, test_loss=0.3, parameters=5994, train_seconds=1.0, device="cpu",
-                         versions={"torch": torch.__version__})
+    return ModelMetadata(
+        id=new_model_id(created_at),
+        job_id="job",
+        created_at=created_at,
+        config=config,
+        test_accuracy=0.9,
+        test_loss=0.3,
+        parameters=5994,
+        train_seconds=1.0,
+        device="cpu",
+        versions={"torch": torch.__version__},
+    )
 
 
 def test_a_saved_model_loads_and_answers_the_same(tmp_path):
     config = TrainingConfig(conv_filters=[8, 16], batch_norm=True, hidden_units=16)
     network = build_network(config).eval()
-    saved = metadata(config, datetime.now(timezone.utc))
+    saved = metadata(config, datetime.now(UTC))
     folder = save_model(tmp_path, network, saved)
     assert sorted(p.name for p in folder.iterdir()) == ["metadata.json", "weights.safetensors"]
     assert [p.name for p in tmp_path.iterdir()] == [saved.id]  # no staging folder left behind
@@ -32,8 +41,8 @@ def test_a_saved_model_loads_and_answers_the_same(tmp_path):
 
 def test_models_are_listed_newest_first(tmp_path):
     config = TrainingConfig()
-    older = metadata(config, datetime(2026, 1, 1, tzinfo=timezone.utc))
-    newer = metadata(config, datetime(2026, 2, 1, tzinfo=timezone.utc))
+    older = metadata(config, datetime(2026, 1, 1, tzinfo=UTC))
+    newer = metadata(config, datetime(2026, 2, 1, tzinfo=UTC))
     for m in (older, newer):
         save_model(tmp_path, build_network(config), m)
     assert [m.id for m in list_models(tmp_path)] == [newer.id, older.id]

@@ -1,13 +1,14 @@
 """The bare training loop, free of Redis: points, validation cadence, shuffling, determinism."""
 
+import itertools
 import math
 
 import pytest
 import torch
 from torch import nn
 
-from service.network import build_network
-from service.schemas import TrainingConfig
+from service.domain.network import build_network
+from service.domain.training_config import TrainingConfig
 from worker.training import Dataset, TrainingError, evaluate, host_dataset, resolve_device, train
 
 
@@ -22,7 +23,7 @@ def test_a_point_per_batch_with_validation_every_test_every_and_at_the_end(mnist
     assert [p.batch for p in points] == list(range(1, 24))
     assert [p.batch for p in points if p.val_accuracy is not None] == [5, 10, 15, 20, 23]
     assert all(math.isfinite(p.loss) and 0 <= p.accuracy <= 1 for p in points)
-    assert all(a.elapsed_s <= b.elapsed_s for a, b in zip(points, points[1:]))
+    assert all(a.elapsed_s <= b.elapsed_s for a, b in itertools.pairwise(points))
 
 
 def test_same_seed_same_metrics_other_seed_other_metrics(mnist):
@@ -66,7 +67,7 @@ def test_every_epoch_sees_every_image_once_in_a_fresh_order():
     recorder = Recorder()
     config = TrainingConfig(batch_size=64, train_batches=12, test_batch_size=20, seed=5)  # 3 epochs of 4 batches
     list(train(recorder, config, data))
-    epochs = [recorder.seen[i * count:(i + 1) * count] for i in range(3)]
+    epochs = [recorder.seen[i * count : (i + 1) * count] for i in range(3)]
     assert all(sorted(epoch) == list(range(count)) for epoch in epochs)
     assert epochs[0] != epochs[1] != epochs[2]
 

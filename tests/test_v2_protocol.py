@@ -9,8 +9,8 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
-from service.data import load_mnist
-from service.open_inference import InferenceRequest, ProtocolError, network_input
+from service.domain.mnist import load_mnist
+from service.serving.open_inference import InferenceRequest, ProtocolError, network_input
 
 COUNT = 40
 
@@ -31,8 +31,11 @@ def server(service, trained_model) -> triton.InferenceServerClient:
 def expected_digits(service, trained_model, mnist_images) -> list[int]:
     """What /predict answers for the same images, sent as pixel grids (used as sent, like the tensors)."""
     with service.client() as client:
-        answer = client.post("/predict", params={"model_id": trained_model},
-                             json={"instances": [{"pixels": image.tolist()} for image in mnist_images]})
+        answer = client.post(
+            "/predict",
+            params={"model_id": trained_model},
+            json={"instances": [{"pixels": image.tolist()} for image in mnist_images]},
+        )
     assert answer.status_code == 200, answer.text
     return [prediction["digit"] for prediction in answer.json()["predictions"]]
 
@@ -51,8 +54,10 @@ def test_server_and_model_are_live_ready_and_described(server, trained_model):
     metadata = server.get_model_metadata("mnist")
     assert trained_model in metadata["versions"]
     assert metadata["inputs"] == [{"name": "image", "datatype": "FP32", "shape": [-1, 1, 28, 28]}]
-    assert metadata["outputs"] == [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 10]},
-                                   {"name": "digit", "datatype": "INT64", "shape": [-1]}]
+    assert metadata["outputs"] == [
+        {"name": "probabilities", "datatype": "FP32", "shape": [-1, 10]},
+        {"name": "digit", "datatype": "INT64", "shape": [-1]},
+    ]
     assert server.get_model_metadata("mnist", trained_model)["versions"] == [trained_model]
 
 
@@ -79,19 +84,26 @@ def test_without_a_version_the_default_model_answers(service, server, mnist_imag
 
 def test_only_the_outputs_asked_for_come_back(server, trained_model, mnist_images, expected_digits):
     # The version is named: other tests train newer models, which become the default.
-    result = server.infer("mnist", [image_input(mnist_images[:3].reshape(3, 784))], model_version=trained_model,
-                          outputs=[triton.InferRequestedOutput("digit", binary_data=False)])
+    result = server.infer(
+        "mnist",
+        [image_input(mnist_images[:3].reshape(3, 784))],
+        model_version=trained_model,
+        outputs=[triton.InferRequestedOutput("digit", binary_data=False)],
+    )
     assert [output["name"] for output in result.get_response()["outputs"]] == ["digit"]
     assert result.as_numpy("digit").tolist() == expected_digits[:3]
     assert result.as_numpy("probabilities") is None
 
 
-@pytest.mark.parametrize(("array", "message"), [
-    (np.zeros((2, 28, 28), np.float32), "shape [2, 28, 28] is not accepted; send [N, 1, 28, 28] or [N, 784]"),
-    (np.zeros((2, 784), np.float64), "datatype FP64 is not accepted; send FP32 or UINT8"),
-    (np.full((1, 784), 2, np.float32), "FP32 values must be within 0..1; found 2 at index 0"),
-    (np.zeros((257, 784), np.uint8), "N must be 1 to 256; got 257"),
-])
+@pytest.mark.parametrize(
+    ("array", "message"),
+    [
+        (np.zeros((2, 28, 28), np.float32), "shape [2, 28, 28] is not accepted; send [N, 1, 28, 28] or [N, 784]"),
+        (np.zeros((2, 784), np.float64), "datatype FP64 is not accepted; send FP32 or UINT8"),
+        (np.full((1, 784), 2, np.float32), "FP32 values must be within 0..1; found 2 at index 0"),
+        (np.zeros((257, 784), np.uint8), "N must be 1 to 256; got 257"),
+    ],
+)
 def test_bad_tensors_are_400_with_the_protocols_error(server, array, message):
     with pytest.raises(InferenceServerException) as error:
         server.infer("mnist", [image_input(array)])
@@ -124,8 +136,9 @@ def test_a_wrong_input_name_and_an_unknown_output_are_refused(service):
         wrong_input = client.post("/v2/models/mnist/infer", json=body)
         body["inputs"][0]["name"] = "image"
         wrong_output = client.post("/v2/models/mnist/infer", json={**body, "outputs": [{"name": "logits"}]})
-        nested = client.post("/v2/models/mnist/infer", json={"inputs": [{**body["inputs"][0],
-                                                                        "data": [[0] * 28] * 28}]})
+        nested = client.post(
+            "/v2/models/mnist/infer", json={"inputs": [{**body["inputs"][0], "data": [[0] * 28] * 28}]}
+        )
     assert wrong_input.status_code == 400 and "unknown input 'pixels'" in wrong_input.json()["error"]
     assert wrong_output.status_code == 400 and wrong_output.json()["error"].startswith("outputs.0.name:")
     assert nested.status_code == 200 and nested.json()["outputs"][1]["shape"] == [1]  # nested data is row-major too
@@ -148,12 +161,18 @@ def test_with_an_api_key_only_the_probes_are_open(stack):
         server.close()
 
 
-@pytest.mark.parametrize(("tensor", "message"), [
-    ({"shape": [1, 784], "datatype": "UINT8", "data": [0.5] * 784}, "UINT8 integers must be within 0..255; found 0.5"),
-    ({"shape": [2, 784], "datatype": "UINT8", "data": [0] * 784}, "shape [2, 784] holds 1568 values; data has 784"),
-    ({"shape": [1, 784], "datatype": "FP32", "data": ["a"] * 784}, "data must be numbers"),
-    ({"shape": [1, 784], "datatype": "FP32", "data": [[0] * 700, [0] * 84]}, "data must be numbers"),  # ragged
-])
+@pytest.mark.parametrize(
+    ("tensor", "message"),
+    [
+        (
+            {"shape": [1, 784], "datatype": "UINT8", "data": [0.5] * 784},
+            "UINT8 integers must be within 0..255; found 0.5",
+        ),
+        ({"shape": [2, 784], "datatype": "UINT8", "data": [0] * 784}, "shape [2, 784] holds 1568 values; data has 784"),
+        ({"shape": [1, 784], "datatype": "FP32", "data": ["a"] * 784}, "data must be numbers"),
+        ({"shape": [1, 784], "datatype": "FP32", "data": [[0] * 700, [0] * 84]}, "data must be numbers"),  # ragged
+    ],
+)
 def test_tensor_data_is_checked_before_the_network_sees_it(tensor, message):
     request = InferenceRequest(inputs=[{"name": "image", **tensor}])
     with pytest.raises(ProtocolError, match=re.escape(message)):

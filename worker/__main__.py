@@ -15,7 +15,7 @@ from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 from rq.worker import WorkerStatus
 
-from service.data import DataError
+from service.domain.mnist import DataError
 from service.logs import setup_logging
 from service.settings import get_settings
 from worker import control

@@ -14,16 +14,23 @@ import time
 from redis import Redis
 from redis.exceptions import RedisError
 
-from service import metric_stream
-from service.schemas import MetricPoint
+from service.domain.metric_point import MetricPoint
+from service.queue import metric_stream
 
 log = logging.getLogger(__name__)
 _CLOSE = object()
 
 
 class MetricPublisher:
-    def __init__(self, redis: Redis, job_id: str, retention_s: int, retry_s: float = 0.5, close_timeout_s: float = 30,
-                 linger_s: float = 0.05):
+    def __init__(
+        self,
+        redis: Redis,
+        job_id: str,
+        retention_s: int,
+        retry_s: float = 0.5,
+        close_timeout_s: float = 30,
+        linger_s: float = 0.05,
+    ):
         self._redis, self._key, self._linger_s = redis, metric_stream.stream_key(job_id), linger_s
         self._retention_s, self._retry_s, self._close_timeout_s = retention_s, retry_s, close_timeout_s
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()

@@ -2,17 +2,17 @@
 
 import platform
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import torch
 from rq import get_current_job
 
 import service
-from service.data import DataError
-from service.network import build_network, parameter_count
-from service.schemas import ModelMetadata, TrainingConfig
+from service.domain.mnist import DataError
+from service.domain.model_store import ModelMetadata, new_model_id, save_model
+from service.domain.network import build_network, parameter_count
+from service.domain.training_config import TrainingConfig
 from service.settings import get_settings
-from service.store import new_model_id, save_model
 from worker import control
 from worker.publisher import MetricPublisher
 from worker.training import TrainingError, device_dataset, evaluate, resolve_device, train
@@ -50,7 +50,7 @@ def _train(job, config: TrainingConfig) -> dict:
             control.check()  # canceled or shutting down: stop here, between two batches
     train_seconds = time.perf_counter() - started
     test_loss, test_accuracy = evaluate(network, data.test_x, data.test_y)
-    created_at = datetime.now(timezone.utc)
+    created_at = datetime.now(UTC)
     metadata = ModelMetadata(
         id=new_model_id(created_at),
         job_id=job.id,
@@ -61,8 +61,16 @@ def _train(job, config: TrainingConfig) -> dict:
         parameters=parameter_count(network),
         train_seconds=train_seconds,
         device=str(device),
-        versions={"mnist-service": service.__version__, "torch": torch.__version__, "python": platform.python_version()},
+        versions={
+            "mnist-service": service.__version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
     )
     save_model(settings.model_dir, network, metadata)
-    return {"model_id": metadata.id, "test_accuracy": test_accuracy, "test_loss": test_loss,
-            "train_seconds": train_seconds}
+    return {
+        "model_id": metadata.id,
+        "test_accuracy": test_accuracy,
+        "test_loss": test_loss,
+        "train_seconds": train_seconds,
+    }

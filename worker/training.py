@@ -15,9 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from service.data import load_mnist
-from service.network import build_network
-from service.schemas import MetricPoint, TrainingConfig
+from service.domain.metric_point import MetricPoint
+from service.domain.mnist import load_mnist
+from service.domain.network import build_network
+from service.domain.training_config import TrainingConfig
 
 
 class TrainingError(RuntimeError):
@@ -46,8 +47,9 @@ def host_dataset(data_dir: Path) -> Dataset:
     def labels(raw: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(raw.astype(np.int64))
 
-    return Dataset(images(mnist.train_images), labels(mnist.train_labels),
-                   images(mnist.test_images), labels(mnist.test_labels))
+    return Dataset(
+        images(mnist.train_images), labels(mnist.train_labels), images(mnist.test_images), labels(mnist.test_labels)
+    )
 
 
 @lru_cache(maxsize=2)
@@ -85,8 +87,12 @@ def make_optimizer(network: nn.Module, config: TrainingConfig) -> torch.optim.Op
 def make_schedule(optimizer: torch.optim.Optimizer, config: TrainingConfig) -> torch.optim.lr_scheduler.LRScheduler:
     if config.lr_schedule == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=config.learning_rate, total_steps=config.total_batches,
-            pct_start=0.25, cycle_momentum=config.optimizer != "sgd")
+            optimizer,
+            max_lr=config.learning_rate,
+            total_steps=config.total_batches,
+            pct_start=0.25,
+            cycle_momentum=config.optimizer != "sgd",
+        )
     return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
 
 
@@ -95,7 +101,7 @@ def _batches(count: int, size: int, generator: torch.Generator, device: torch.de
     while True:
         permutation = torch.randperm(count, generator=generator).to(device)
         for start in range(0, count - size + 1, size):
-            yield permutation[start:start + size]
+            yield permutation[start : start + size]
 
 
 class _PendingPoints:
@@ -181,8 +187,8 @@ def _evaluate(network: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int =
     loss_sum = torch.zeros((), device=x.device)
     correct = torch.zeros((), device=x.device)
     for start in range(0, len(y), chunk):
-        logits = network(x[start:start + chunk]).float()
-        target = y[start:start + chunk]
+        logits = network(x[start : start + chunk]).float()
+        target = y[start : start + chunk]
         loss_sum += F.cross_entropy(logits, target, reduction="sum")
         correct += (logits.argmax(1) == target).sum()
     return [loss_sum / len(y), correct / len(y)]

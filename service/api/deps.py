@@ -6,7 +6,7 @@ from fastapi import Depends, Request
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
-from service.inference import Batcher, ModelCache
+from service.serving.inference import Batcher, ModelCache
 from service.settings import Settings
 
 

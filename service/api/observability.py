@@ -14,7 +14,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service import logs, metrics
+from service import logs
+from service.api import prometheus
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # A caller's id is kept when it is one short printable token: it goes into logs and a response header as is.
@@ -78,4 +79,4 @@ class HttpMetricsMiddleware:
         finally:
             route = scope.get("route")  # set by the router on the shared scope when a route matched
             template = route.path if route else "unmatched"
-            metrics.observe_http_request(scope["method"], template, status, time.perf_counter() - started)
+            prometheus.observe_http_request(scope["method"], template, status, time.perf_counter() - started)

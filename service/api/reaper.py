@@ -6,7 +6,7 @@ import logging
 from redis import Redis
 from redis.exceptions import RedisError
 
-from service import jobs
+from service.queue import jobs
 from service.settings import Settings
 
 log = logging.getLogger(__name__)

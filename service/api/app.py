@@ -1,0 +1,107 @@
+"""The HTTP side: ``create_app()`` builds the FastAPI application."""
+
+import asyncio
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from prometheus_client import REGISTRY
+from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+import service
+from service.api import observability
+from service.api.limits import BodySizeLimit
+from service.api.observability import HttpMetricsMiddleware, RequestIdMiddleware
+from service.api.prometheus import TrainingCollector
+from service.api.reaper import reap_abandoned_jobs
+from service.api.routes import dashboard, events, health, jobs, models, predict, presets, samples, v2
+from service.api.security import require_api_key
+from service.domain.model_store import ModelNotFound
+from service.queue.jobs import JobConflict, JobNotFound
+from service.serving.inference import Batcher, ModelCache, NoModelYet
+from service.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    if not settings.redis_url:
+        raise RuntimeError("MNIST_REDIS_URL is not set: point the API at Redis (`mnist-service run` sets it for you)")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        # One pool for the process. The timeouts bound every call, so an outage gives a 503, never a hang.
+        app.state.redis = Redis.from_url(
+            settings.redis_url,
+            socket_timeout=settings.redis_timeout_s,
+            socket_connect_timeout=settings.redis_timeout_s,
+            health_check_interval=30,
+            retry=Retry(NoBackoff(), 1),  # redis-py's default 3 retries would make the bound 4x the timeout
+        )
+        # Event streams wait on Redis without a thread; each wait is bounded by events_wait_s.
+        app.state.async_redis = AsyncRedis.from_url(
+            settings.redis_url,
+            socket_timeout=settings.redis_timeout_s + settings.events_wait_s,
+            socket_connect_timeout=settings.redis_timeout_s,
+            health_check_interval=30,
+        )
+        reaper = asyncio.create_task(reap_abandoned_jobs(app.state.redis, settings))
+        # The Redis-derived metrics, read at each scrape of /metrics. One app per process: the registry is global.
+        collector = TrainingCollector(app.state.redis, settings)
+        REGISTRY.register(collector)
+        yield
+        REGISTRY.unregister(collector)
+        reaper.cancel()
+        app.state.redis.close()
+        await app.state.async_redis.aclose()
+
+    app = FastAPI(
+        title="mnist-service",
+        version=service.__version__,
+        description="Train the TensorFlow.js tutorial's handwritten-digit CNN through a job queue, and serve it.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.models = ModelCache(settings.model_dir, settings.model_cache_size)
+    app.state.batcher = Batcher(max_images=settings.max_batch)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(HttpMetricsMiddleware)
+    app.add_middleware(RequestIdMiddleware)  # added last, so outermost: every log line of a request has its id
+    if settings.cors_origins:  # off unless configured: browsers on other origins get no access
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["*"],
+            allow_headers=["*"],
+            allow_credentials=True,
+        )
+    # Probes and scrapers carry no key; the page itself holds no data (its requests carry the key).
+    app.include_router(health.router)
+    app.include_router(observability.router)
+    app.include_router(dashboard.router)
+    app.include_router(v2.probes)
+    protected = [Depends(require_api_key)]
+    for resource in (jobs, models, predict, events, presets, samples, v2):
+        app.include_router(resource.router, dependencies=protected)
+    app.mount("/dashboard", dashboard.static_files, name="dashboard")
+
+    # The domain's errors carry messages for the user; each kind has its status.
+    for error_class, status_code in ((JobNotFound, 404), (ModelNotFound, 404), (NoModelYet, 409), (JobConflict, 409)):
+        app.add_exception_handler(error_class, _answer_with(status_code))
+
+    @app.exception_handler(RedisError)
+    async def redis_unavailable(request: Request, error: RedisError) -> JSONResponse:
+        return JSONResponse({"detail": f"Redis is unavailable: {error}"}, status_code=503)
+
+    return app
+
+
+def _answer_with(status_code: int):
+    async def handler(request: Request, error: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=status_code)
+
+    return handler

@@ -1,0 +1,74 @@
+"""Training jobs: submit, list, inspect, and read their per-batch metrics."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Path, Query, Response, status
+
+from service.api.deps import RedisDep, SettingsDep
+from service.domain.training_config import TrainingConfig
+from service.queue import jobs, metric_stream
+from service.schemas.jobs import Job, JobList, MetricsPage
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+JobId = Annotated[str, Path(pattern=jobs.JOB_ID_PATTERN, description="The job's id (a UUID).")]
+_NOT_FOUND = {404: {"description": "No such job"}}
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=Job)
+def submit_job(
+    redis: RedisDep,
+    settings: SettingsDep,
+    response: Response,
+    config: Annotated[
+        TrainingConfig,
+        Body(
+            openapi_examples={
+                "tutorial": {"summary": "The tutorial's run (all defaults)", "value": {}},
+                "short": {"summary": "30 batches, fixed seed", "value": {"train_batches": 30, "seed": 1}},
+            }
+        ),
+    ] = None,
+) -> Job:
+    """Queue a training job. An empty body (or `{}`) trains the tutorial's model."""
+    job = jobs.submit(redis, settings, config or TrainingConfig())
+    response.headers["Location"] = f"/jobs/{job.id}"
+    return job
+
+
+@router.get("", response_model=JobList)
+def list_jobs(
+    redis: RedisDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> JobList:
+    """Jobs, newest first."""
+    return jobs.list_jobs(redis, offset, limit)
+
+
+@router.get("/{job_id}", response_model=Job, responses=_NOT_FOUND)
+def get_job(redis: RedisDep, job_id: JobId) -> Job:
+    return jobs.get(redis, job_id)
+
+
+@router.post(
+    "/{job_id}/cancel",
+    response_model=Job,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={**_NOT_FOUND, 409: {"description": "The job has already ended"}},
+)
+def cancel_job(redis: RedisDep, job_id: JobId) -> Job:
+    """Cancel a job: a queued one never runs; a running one stops at its next batch (its metrics are kept,
+    no model is saved). The answer is the job as it is now: poll it to see `canceled`."""
+    return jobs.cancel(redis, job_id)
+
+
+@router.get("/{job_id}/metrics", response_model=MetricsPage, response_model_exclude_none=True, responses=_NOT_FOUND)
+def get_metrics(
+    redis: RedisDep,
+    job_id: JobId,
+    since: Annotated[str | None, Query(pattern=metric_stream.CURSOR_PATTERN, description="A page's cursor.")] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> MetricsPage:
+    """Metric points after `since`, oldest first: one per training batch, with `val_*` every `test_every`."""
+    return jobs.metrics(redis, job_id, since, limit)

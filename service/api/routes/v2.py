@@ -1,0 +1,165 @@
+"""The Open Inference Protocol v2 (KServe / Triton REST), beside the service's own API: so that KServe's and
+Triton's clients (`tritonclient.http`) and tools can ask this service for digits. The protocol's shapes and
+tensors are in ``service.serving.open_inference``; the model and the forward pass are /predict's own.
+"""
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+
+import service
+from service.api.deps import BatcherDep, ModelCacheDep, SettingsDep
+from service.api.prometheus import count_predictions
+from service.domain import model_store as store
+from service.domain.model_store import ModelNotFound
+from service.serving import open_inference as protocol
+from service.serving.inference import Batcher, ModelCache, NoModelYet
+from service.serving.open_inference import (
+    InferenceRequest,
+    InferenceResponse,
+    ModelMetadataResponse,
+    ModelReadiness,
+    ProtocolError,
+    ProtocolErrorResponse,
+    ServerLiveness,
+    ServerMetadataResponse,
+    ServerReadiness,
+)
+
+
+class ProtocolErrorRoute(APIRoute):
+    """Errors as the protocol writes them, `{"error": "..."}`, on these routes only: the rest of the API keeps
+    FastAPI's `{"detail": ...}`. A request the schema refuses is a 400 here, as in the protocol, not a 422."""
+
+    def get_route_handler(self) -> Callable:
+        handle = super().get_route_handler()
+
+        async def handle_with_protocol_errors(request: Request) -> Response:
+            try:
+                return await handle(request)
+            except RequestValidationError as error:
+                return _error(400, "; ".join(_describe(problem) for problem in error.errors()))
+            except ProtocolError as error:
+                return _error(400, str(error))
+            except (ModelNotFound, NoModelYet) as error:
+                return _error(404, str(error))
+            except HTTPException as error:  # e.g. a missing API key: its status and headers are kept
+                return _error(error.status_code, str(error.detail), error.headers)
+
+        return handle_with_protocol_errors
+
+
+def _error(status_code: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status_code, headers=headers)
+
+
+def _describe(problem: dict[str, Any]) -> str:
+    where = ".".join(map(str, problem["loc"][1:])) or problem["loc"][0]
+    return f"{where}: {problem['msg']}"
+
+
+_ERRORS = {400: {"model": ProtocolErrorResponse}, 404: {"model": ProtocolErrorResponse}}
+# The protocol's clients send JSON bodies without a content type (tritonclient does): read them as JSON anyway.
+router = APIRouter(
+    prefix="/v2",
+    tags=["open inference protocol v2"],
+    route_class=ProtocolErrorRoute,
+    strict_content_type=False,
+    responses=_ERRORS,
+)
+# The server's metadata and health, for probes, which carry no API key (like /healthz and /readyz).
+probes = APIRouter(prefix="/v2", tags=["open inference protocol v2"], route_class=ProtocolErrorRoute)
+
+ModelName = Annotated[str, Path(description=f"`{protocol.MODEL_NAME}`, the only model.")]
+ModelVersion = Annotated[
+    str, Path(pattern=store.MODEL_ID_PATTERN, description="A model id; default: the default model.")
+]
+
+
+def _model_id(models: ModelCache, name: str, version: str | None) -> str:
+    """The model id that `name` (and `version`, if given) names."""
+    if name != protocol.MODEL_NAME:
+        raise ModelNotFound(f"unknown model {name!r}: this server serves {protocol.MODEL_NAME!r}")
+    return models.resolve(version)
+
+
+@probes.get("", response_model=ServerMetadataResponse)
+def server_metadata() -> ServerMetadataResponse:
+    return ServerMetadataResponse(name="mnist-service", version=service.__version__, extensions=[])
+
+
+@probes.get("/health/live", response_model=ServerLiveness)
+def server_live() -> ServerLiveness:
+    return ServerLiveness(live=True)
+
+
+@probes.get("/health/ready", response_model=ServerReadiness, responses={503: {"model": ProtocolErrorResponse}})
+def server_ready(settings: SettingsDep) -> ServerReadiness:
+    """Ready to infer: a model has been trained (the store has a default)."""
+    if store.default_model_id(settings.model_dir) is None:
+        raise HTTPException(503, "no trained model yet: POST /jobs first")
+    return ServerReadiness(ready=True)
+
+
+@router.get("/models/{name}", response_model=ModelMetadataResponse)
+def model_metadata(settings: SettingsDep, models: ModelCacheDep, name: ModelName) -> ModelMetadataResponse:
+    """The model's input and output tensors, and its versions: every model id, newest first."""
+    _model_id(models, name, None)
+    return protocol.model_metadata(store.model_ids(settings.model_dir))
+
+
+@router.get("/models/{name}/versions/{version}", response_model=ModelMetadataResponse)
+def model_version_metadata(models: ModelCacheDep, name: ModelName, version: ModelVersion) -> ModelMetadataResponse:
+    return protocol.model_metadata([_model_id(models, name, version)])
+
+
+@router.get("/models/{name}/ready", response_model=ModelReadiness)
+def model_ready(models: ModelCacheDep, name: ModelName) -> ModelReadiness:
+    _model_id(models, name, None)
+    return ModelReadiness(name=name, ready=True)
+
+
+@router.get("/models/{name}/versions/{version}/ready", response_model=ModelReadiness)
+def model_version_ready(models: ModelCacheDep, name: ModelName, version: ModelVersion) -> ModelReadiness:
+    _model_id(models, name, version)
+    return ModelReadiness(name=name, ready=True)
+
+
+@router.post("/models/{name}/infer", response_model=InferenceResponse, response_model_exclude_none=True)
+def infer(
+    settings: SettingsDep, models: ModelCacheDep, batcher: BatcherDep, name: ModelName, request: InferenceRequest
+) -> InferenceResponse:
+    """Classify a batch of MNIST-like images (FP32 0..1 or UINT8 0..255, `[N, 1, 28, 28]` or `[N, 784]`)."""
+    return _infer(settings.max_batch, models, batcher, _model_id(models, name, None), request)
+
+
+@router.post(
+    "/models/{name}/versions/{version}/infer", response_model=InferenceResponse, response_model_exclude_none=True
+)
+def infer_version(
+    settings: SettingsDep,
+    models: ModelCacheDep,
+    batcher: BatcherDep,
+    name: ModelName,
+    version: ModelVersion,
+    request: InferenceRequest,
+) -> InferenceResponse:
+    return _infer(settings.max_batch, models, batcher, _model_id(models, name, version), request)
+
+
+def _infer(
+    max_batch: int, models: ModelCache, batcher: Batcher, model_id: str, request: InferenceRequest
+) -> InferenceResponse:
+    images = protocol.network_input(request, max_batch)
+    probabilities = batcher.classify(models.network(model_id), images)
+    count_predictions(model_id, len(images))
+    return InferenceResponse(
+        model_name=protocol.MODEL_NAME,
+        model_version=model_id,
+        id=request.id,
+        outputs=protocol.outputs(request, probabilities),
+    )

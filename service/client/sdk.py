@@ -1,0 +1,235 @@
+"""A small typed client of the service's HTTP API, for the command line and for any Python program.
+
+    with Client("http://localhost:8000") as client:
+        job = client.train({"train_batches": 300})
+        for point in client.watch(job.id):
+            print(point.batch, point.loss)
+        print(client.wait(job.id).test_accuracy)
+
+Answers are the service's own pydantic models (`service.schemas`). Every failure is a `ServiceError`, or one of
+its kinds (`NotFound`, `Conflict`, `Invalid`, `Unauthorized`): its `status` is the HTTP status (None when the
+server could not be reached) and its `detail` the server's own explanation.
+"""
+
+import base64
+import io
+import json
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from PIL import Image
+
+from service.domain.metric_point import MetricPoint
+from service.schemas.jobs import Job, JobList
+from service.schemas.models import ModelList
+from service.schemas.predictions import Predictions
+
+DEFAULT_URL = "http://localhost:8000"
+STREAM_IDLE_S = 60.0  # an event stream silent for longer is dead: the server sends keep-alives every 15 s
+RECONNECTS = 5  # a dropped event stream is resumed this many times in a row before giving up
+MAX_BATCH = 256  # the server's default MNIST_MAX_BATCH: images per /predict request
+
+# What `predict` takes: a picture (its path, its file's bytes, a PIL image), or an MNIST-like pixel grid.
+ImageLike = str | Path | bytes | Image.Image | np.ndarray
+
+
+class ServiceError(Exception):
+    def __init__(self, status: int | None, detail: Any) -> None:
+        super().__init__(_explain(detail))
+        self.status = status
+        self.detail = detail
+
+
+class Unauthorized(ServiceError):
+    """401: the API key is missing or wrong."""
+
+
+class NotFound(ServiceError):
+    """404: no such job or model."""
+
+
+class Conflict(ServiceError):
+    """409: e.g. no model trained yet, or a job that has already ended."""
+
+
+class Invalid(ServiceError):
+    """The server refused the request as sent: a bad field, picture or size (400, 413, 415, 422)."""
+
+
+_ERRORS = {401: Unauthorized, 404: NotFound, 409: Conflict, 400: Invalid, 413: Invalid, 415: Invalid, 422: Invalid}
+
+
+@dataclass(frozen=True)
+class Event:
+    """One Server-Sent Event of a job: `metric`, `status` or `end`, its data decoded from JSON."""
+
+    name: str
+    data: Any
+    id: str | None = None
+
+
+class Client:
+    def __init__(
+        self, url: str = DEFAULT_URL, timeout: float = 30.0, api_key: str | None = None, max_batch: int = MAX_BATCH
+    ) -> None:
+        """`api_key`: the server's MNIST_API_KEY, if it has one; `max_batch`: its MNIST_MAX_BATCH."""
+        self.url = url.rstrip("/")
+        self.max_batch = max_batch
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def train(self, config: dict[str, Any] | None = None) -> Job:
+        """Queue a training job (`{}`: the tutorial's); the job as queued, with its id."""
+        return Job.model_validate(self._call("POST", "/jobs", json=config or {}))
+
+    def job(self, job_id: str) -> Job:
+        return Job.model_validate(self._call("GET", f"/jobs/{job_id}"))
+
+    def jobs(self, limit: int = 50, offset: int = 0) -> JobList:
+        """Jobs, newest first."""
+        return JobList.model_validate(self._call("GET", "/jobs", params={"limit": limit, "offset": offset}))
+
+    def cancel(self, job_id: str) -> Job:
+        return Job.model_validate(self._call("POST", f"/jobs/{job_id}/cancel"))
+
+    def models(self) -> ModelList:
+        """Models, newest first, and the default."""
+        return ModelList.model_validate(self._call("GET", "/models"))
+
+    def predict(self, images: ImageLike | Iterable[ImageLike], model_id: str | None = None) -> Predictions:
+        """The digit in each image, in order. A picture (a path, a file's bytes, a PIL image) is prepared by the
+        server as MNIST's digits were; an array is an MNIST-like pixel grid, used as sent (28x28 or 784 values,
+        0..255), and a 3-D array a batch of them. More than `max_batch` images go in several requests, all to
+        the model that answered the first (the default may change in between)."""
+        instances = [_instance(image) for image in _each(images)]
+        if not instances:
+            raise ValueError("no images to classify")
+        predictions = []
+        for start in range(0, len(instances), self.max_batch):
+            chunk = {"instances": instances[start : start + self.max_batch]}
+            answer = Predictions.model_validate(
+                self._call("POST", "/predict", json=chunk, params={"model_id": model_id} if model_id else None)
+            )
+            model_id = answer.model_id
+            predictions += answer.predictions
+        return Predictions(model_id=model_id, predictions=predictions)
+
+    def events(self, job_id: str, last_event_id: str | None = None) -> Iterator[Event]:
+        """The job's events until `end`. A dropped connection is resumed after the last metric received."""
+        failures = 0
+        while True:
+            headers = {"Accept": "text/event-stream"} | ({"Last-Event-ID": last_event_id} if last_event_id else {})
+            try:
+                with self._http.stream(
+                    "GET",
+                    f"/jobs/{job_id}/events",
+                    headers=headers,
+                    timeout=httpx.Timeout(self._http.timeout.connect, read=STREAM_IDLE_S),
+                ) as answer:
+                    if answer.is_error:
+                        answer.read()
+                        raise _error(answer)
+                    for event in parse_events(answer.iter_lines()):
+                        failures = 0
+                        last_event_id = event.id or last_event_id
+                        yield event
+                        if event.name == "end":
+                            return
+                reason: object = "the server closed it before the end"
+            except httpx.TransportError as error:
+                reason = error
+            failures += 1
+            if failures > RECONNECTS:
+                raise ServiceError(None, f"lost the event stream of job {job_id}: {reason}")
+            time.sleep(0.2 * failures)
+
+    def watch(self, job_id: str) -> Iterator[MetricPoint]:
+        """The job's metric points, one per training batch, as they are published, until it ends."""
+        return (MetricPoint.model_validate(event.data) for event in self.events(job_id) if event.name == "metric")
+
+    def wait(self, job_id: str) -> Job:
+        """Block until the job has ended; the final job."""
+        return Job.model_validate(next(event.data for event in self.events(job_id) if event.name == "end"))
+
+    def _call(self, method: str, path: str, **kwargs) -> Any:
+        try:
+            answer = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as error:
+            raise ServiceError(None, f"cannot reach {self.url}: {error}") from None
+        if answer.is_error:
+            raise _error(answer)
+        return answer.json()
+
+
+def parse_events(lines: Iterable[str]) -> Iterator[Event]:
+    """Server-Sent Events from the stream's lines; comments (the keep-alives) are skipped."""
+    name, data, event_id = "message", [], None
+    for line in lines:
+        if not line:  # a blank line ends an event
+            if data:
+                yield Event(name, json.loads("\n".join(data)), event_id)
+            name, data, event_id = "message", [], None
+        elif not line.startswith(":"):
+            field, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if field == "event":
+                name = value
+            elif field == "data":
+                data.append(value)
+            elif field == "id":
+                event_id = value
+
+
+def _each(images: ImageLike | Iterable[ImageLike]) -> list[ImageLike]:
+    if isinstance(images, np.ndarray):
+        return list(images) if images.ndim == 3 else [images]
+    if isinstance(images, (str, Path, bytes, Image.Image)):
+        return [images]
+    return list(images)
+
+
+def _instance(image: ImageLike) -> dict[str, Any]:
+    """One of /predict's `instances`: a pixel grid, or a picture's file in base64."""
+    if isinstance(image, np.ndarray):
+        return {"pixels": image.tolist()}
+    if isinstance(image, Image.Image):
+        png = io.BytesIO()
+        image.save(png, format="PNG")
+        image = png.getvalue()
+    elif not isinstance(image, bytes):
+        image = Path(image).read_bytes()
+    return {"image": base64.b64encode(image).decode()}
+
+
+def _error(answer: httpx.Response) -> ServiceError:
+    try:
+        detail = answer.json().get("detail", answer.text)
+    except (ValueError, AttributeError):  # not JSON, or not an object
+        detail = answer.text or answer.reason_phrase
+    return _ERRORS.get(answer.status_code, ServiceError)(answer.status_code, detail)
+
+
+def _explain(detail: Any) -> str:
+    """The server's detail in one line; a validation error names each field (`learning_rate: ...`)."""
+    if isinstance(detail, list):
+        return "; ".join(
+            f"{'.'.join(map(str, item.get('loc', [])[1:])) or 'body'}: {item.get('msg')}"
+            if isinstance(item, dict)
+            else str(item)
+            for item in detail
+        )
+    return str(detail)

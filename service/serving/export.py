@@ -1,0 +1,64 @@
+"""A model in ONNX, for runtimes other than PyTorch (onnxruntime, TensorRT, browsers' onnxruntime-web).
+
+The file is exported on the first request and cached as ``model.onnx`` beside the model's weights: a model's
+weights never change, so neither does its export. It is written under a temporary name and renamed, so a
+concurrent reader sees the whole file or none.
+
+The graph is the network followed by a softmax: input ``image``, float32 ``[N, 1, 28, 28]`` in 0..1 (the batch
+axis is dynamic); output ``probabilities``, float32 ``[N, 10]``, the same as /predict's. ONNX opset 17.
+"""
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from service.domain import model_store as store
+from service.domain.mnist import IMAGE_SIDE
+
+ONNX_FILE = "model.onnx"
+ONNX_OPSET = 17
+ONNX_INPUT = "image"
+ONNX_OUTPUT = "probabilities"
+
+# The TorchScript exporter (dynamo=False) is used on purpose: it needs only the `onnx` package, where the
+# torch.export-based default also needs `onnxscript`; it warns that it is deprecated at every export.
+warnings.filterwarnings(
+    "ignore", message="You are using the legacy TorchScript-based ONNX export", category=DeprecationWarning
+)
+
+
+def onnx_file(model_dir: Path, model_id: str) -> Path:
+    """The model's ONNX file, exported now unless it already is."""
+    weights = store.weights_file(model_dir, model_id)
+    exported = weights.with_name(ONNX_FILE)
+    if exported.is_file():
+        return exported
+    network, _ = store.load_network(model_dir, model_id)
+    descriptor, staging = tempfile.mkstemp(prefix=f".{ONNX_FILE}.", dir=exported.parent)
+    os.close(descriptor)
+    try:
+        export_onnx(network, Path(staging))
+        os.chmod(staging, 0o644)
+        os.replace(staging, exported)  # two requests exporting at once both write the same file: either wins
+    except BaseException:
+        Path(staging).unlink(missing_ok=True)
+        raise
+    return exported
+
+
+def export_onnx(network: nn.Module, path: Path) -> None:
+    example = torch.zeros(1, 1, IMAGE_SIDE, IMAGE_SIDE)
+    torch.onnx.export(
+        nn.Sequential(network, nn.Softmax(dim=1)).eval(),
+        (example,),
+        str(path),
+        dynamo=False,
+        opset_version=ONNX_OPSET,
+        input_names=[ONNX_INPUT],
+        output_names=[ONNX_OUTPUT],
+        dynamic_axes={ONNX_INPUT: {0: "batch"}, ONNX_OUTPUT: {0: "batch"}},
+    )
