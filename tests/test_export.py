@@ -4,7 +4,7 @@ import numpy as np
 import onnxruntime
 from safetensors.numpy import load as load_safetensors
 
-from service.domain import model_store as store
+from service.domain import model_store
 from service.domain.mnist import load_mnist
 from service.serving.export import ONNX_FILE
 from service.serving.inference import classify
@@ -15,7 +15,7 @@ def test_safetensors_is_the_stored_file(service, trained_model):
         answer = client.get(f"/models/{trained_model}/download")
     assert answer.status_code == 200, answer.text
     assert answer.headers["content-disposition"] == f'attachment; filename="{trained_model}.safetensors"'
-    assert answer.content == store.weights_file(service.model_dir, trained_model).read_bytes()
+    assert answer.content == model_store.weights_file(service.model_dir, trained_model).read_bytes()
     assert "0.weight" in load_safetensors(answer.content)
 
 
@@ -32,7 +32,7 @@ def test_onnx_matches_pytorch_for_any_batch_size_and_is_cached(service, trained_
     session = onnxruntime.InferenceSession(answer.content, providers=["CPUExecutionProvider"])
     assert [(i.name, i.type, i.shape[1:]) for i in session.get_inputs()] == [("image", "tensor(float)", [1, 28, 28])]
     assert [o.name for o in session.get_outputs()] == ["probabilities"]
-    network, _ = store.load_network(service.model_dir, trained_model)
+    network, _ = model_store.load_network(service.model_dir, trained_model)
     images = (load_mnist(mnist_data_dir).test_images[:500] / 255).astype(np.float32)
     for count in (1, 7, 500):  # the batch axis is dynamic
         (onnx_probabilities,) = session.run(None, {"image": images[:count, None]})

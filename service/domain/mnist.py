@@ -9,7 +9,6 @@ import functools
 import gzip
 import hashlib
 import math
-import os
 import subprocess
 import tarfile
 import tempfile
@@ -20,6 +19,8 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+
+from service.domain.files import atomic_path
 
 FILES: dict[str, str] = {
     "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
@@ -109,18 +110,6 @@ def check_sizes(data_dir: Path) -> None:
             raise DataError(f"MNIST file {path} has {found} bytes, expected {size}: run `mnist-service fetch-data`")
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same directory, so readers never see a partial file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def _download(client: httpx.Client, url: str, name: str) -> bytes:
     response = client.get(url)
     if response.status_code != 200:
@@ -188,7 +177,8 @@ def fetch_data(
         failures[name].append(f"{source}: {reason}")
 
     def got(name: str, source: str, data: bytes) -> None:
-        _write_atomically(data_dir / name, data)
+        with atomic_path(data_dir / name) as staging:
+            staging.write_bytes(data)
         sources[name] = source
         log(f"{name}: fetched from {source}")
 

@@ -8,11 +8,9 @@ else the newest. It lives beside the models rather than in Redis: every API repl
 and prediction keeps working while Redis is down.
 """
 
-import os
 import re
 import secrets
 import shutil
-import tempfile
 from datetime import datetime
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from pydantic import BaseModel, Field
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from service.domain.files import atomic_path
 from service.domain.network import build_network
 from service.domain.training_config import TrainingConfig
 
@@ -54,18 +53,11 @@ def new_model_id(created_at: datetime) -> str:
 
 
 def save_model(model_dir: Path, network: nn.Module, metadata: ModelMetadata) -> Path:
-    model_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{metadata.id}.", dir=model_dir))
-    try:
+    final = model_dir / metadata.id
+    with atomic_path(final, directory=True) as staging:
         state = {name: tensor.detach().cpu().contiguous() for name, tensor in network.state_dict().items()}
         save_file(state, staging / WEIGHTS_FILE)
         (staging / METADATA_FILE).write_text(metadata.model_dump_json(indent=2))
-        os.chmod(staging, 0o755)
-        final = model_dir / metadata.id
-        staging.rename(final)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return final
 
 
@@ -128,15 +120,8 @@ def delete_model(model_dir: Path, model_id: str) -> None:
 def choose_default_model(model_dir: Path, model_id: str) -> None:
     """Make `model_id` the default of every API process that shares `model_dir`."""
     _folder(model_dir, model_id)
-    descriptor, staging = tempfile.mkstemp(prefix=f".{DEFAULT_FILE}.", dir=model_dir)
-    try:
-        with os.fdopen(descriptor, "w") as file:
-            file.write(f"{model_id}\n")
-        os.chmod(staging, 0o644)
-        os.replace(staging, model_dir / DEFAULT_FILE)  # atomic: readers see the old choice or the new one
-    except BaseException:
-        Path(staging).unlink(missing_ok=True)
-        raise
+    with atomic_path(model_dir / DEFAULT_FILE) as staging:  # readers see the old choice or the new one
+        staging.write_text(f"{model_id}\n")
 
 
 def chosen_default_model(model_dir: Path) -> str | None:

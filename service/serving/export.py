@@ -8,15 +8,14 @@ The graph is the network followed by a softmax: input ``image``, float32 ``[N, 1
 axis is dynamic); output ``probabilities``, float32 ``[N, 10]``, the same as /predict's. ONNX opset 17.
 """
 
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from service.domain import model_store as store
+from service.domain import model_store
+from service.domain.files import atomic_path
 from service.domain.mnist import IMAGE_SIDE
 
 ONNX_FILE = "model.onnx"
@@ -33,20 +32,14 @@ warnings.filterwarnings(
 
 def onnx_file(model_dir: Path, model_id: str) -> Path:
     """The model's ONNX file, exported now unless it already is."""
-    weights = store.weights_file(model_dir, model_id)
+    weights = model_store.weights_file(model_dir, model_id)
     exported = weights.with_name(ONNX_FILE)
     if exported.is_file():
         return exported
-    network, _ = store.load_network(model_dir, model_id)
-    descriptor, staging = tempfile.mkstemp(prefix=f".{ONNX_FILE}.", dir=exported.parent)
-    os.close(descriptor)
-    try:
-        export_onnx(network, Path(staging))
-        os.chmod(staging, 0o644)
-        os.replace(staging, exported)  # two requests exporting at once both write the same file: either wins
-    except BaseException:
-        Path(staging).unlink(missing_ok=True)
-        raise
+    network, _ = model_store.load_network(model_dir, model_id)
+    # Two requests exporting at once both write the same file: either wins.
+    with atomic_path(exported) as staging:
+        export_onnx(network, staging)
     return exported
 
 

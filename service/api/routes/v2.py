@@ -14,7 +14,7 @@ from fastapi.routing import APIRoute
 import service
 from service.api.deps import BatcherDep, ModelCacheDep, SettingsDep
 from service.api.prometheus import count_predictions
-from service.domain import model_store as store
+from service.domain import model_store
 from service.domain.model_store import ModelNotFound
 from service.serving import open_inference as protocol
 from service.serving.inference import Batcher, ModelCache, NoModelYet
@@ -76,7 +76,7 @@ probes = APIRouter(prefix="/v2", tags=["open inference protocol v2"], route_clas
 
 ModelName = Annotated[str, Path(description=f"`{protocol.MODEL_NAME}`, the only model.")]
 ModelVersion = Annotated[
-    str, Path(pattern=store.MODEL_ID_PATTERN, description="A model id; default: the default model.")
+    str, Path(pattern=model_store.MODEL_ID_PATTERN, description="A model id; default: the default model.")
 ]
 
 
@@ -100,7 +100,7 @@ def server_live() -> ServerLiveness:
 @probes.get("/health/ready", response_model=ServerReadiness, responses={503: {"model": ProtocolErrorResponse}})
 def server_ready(settings: SettingsDep) -> ServerReadiness:
     """Ready to infer: a model has been trained (the store has a default)."""
-    if store.default_model_id(settings.model_dir) is None:
+    if model_store.default_model_id(settings.model_dir) is None:
         raise HTTPException(503, "no trained model yet: POST /jobs first")
     return ServerReadiness(ready=True)
 
@@ -109,7 +109,7 @@ def server_ready(settings: SettingsDep) -> ServerReadiness:
 def model_metadata(settings: SettingsDep, models: ModelCacheDep, name: ModelName) -> ModelMetadataResponse:
     """The model's input and output tensors, and its versions: every model id, newest first."""
     _model_id(models, name, None)
-    return protocol.model_metadata(store.model_ids(settings.model_dir))
+    return protocol.model_metadata(model_store.model_ids(settings.model_dir))
 
 
 @router.get("/models/{name}/versions/{version}", response_model=ModelMetadataResponse)
