@@ -43,7 +43,29 @@ class Settings(BaseSettings):
     heartbeat_s: float = Field(
         5.0, gt=0, le=300, description="Worker heartbeat period; a job whose worker misses 3 is failed as abandoned."
     )
-    redis_timeout_s: float = Field(2.0, gt=0, le=60, description="Socket timeout of every Redis call the API makes.")
+    redis_timeout_s: float = Field(
+        2.0, gt=0, le=60, description="Socket timeout of every Redis call (a worker's wait for a job is longer)."
+    )
+    worker_ttl_s: int = Field(
+        30,
+        ge=16,  # RQ waits for a job for this less 15 s
+        le=3600,
+        description="A worker that stops sending heartbeats while idle leaves the queue's registry (and /readyz) "
+        "within this; RQ's maintenance of the registries runs as often.",
+    )
+    metrics_flush_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="When a job ends, how long its worker keeps trying to send its last metric points to an "
+        "unreachable Redis before it moves on.",
+    )
+    shutdown_grace_s: int = Field(
+        30, ge=0, le=3600, description="On SIGTERM, how long the API lets requests in flight finish before it exits."
+    )
+    healthcheck_timeout_s: float = Field(
+        3.0, gt=0, le=60, description="How long `mnist-service healthcheck` waits for the API's /healthz."
+    )
     host: str = Field("127.0.0.1", description="Address the API listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port the API listens on.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(

@@ -9,7 +9,6 @@ import threading
 import time
 
 import torch
-from redis import Redis
 from redis.exceptions import RedisError
 from rq import SimpleWorker
 from rq.serializers import JSONSerializer
@@ -17,6 +16,7 @@ from rq.worker import WorkerStatus
 
 from service.domain.mnist import DataError
 from service.logs import setup_logging
+from service.queue.connection import redis_client
 from service.settings import get_settings
 from worker import control
 from worker.training import device_dataset, resolve_device, warm_up
@@ -92,7 +92,7 @@ def main() -> None:
     if not settings.redis_url:
         sys.exit("MNIST_REDIS_URL is not set: point the worker at Redis (`mnist-service run` sets it for you)")
     warm_data_and_kernels()
-    connection = Redis.from_url(settings.redis_url)
+    connection = redis_client(settings)  # RQ lengthens its timeout to cover its blocking wait for a job
     # RQ's work loop gives up on a Redis error it meets outside its dequeue (e.g. just after a job).
     # A Redis outage must not take the worker down, so start a fresh loop (under a fresh name, the old
     # registration may linger until its TTL) until asked to shut down.
@@ -103,8 +103,8 @@ def main() -> None:
             connection=connection,
             serializer=JSONSerializer,
             heartbeat_interval_s=settings.heartbeat_s,
-            worker_ttl=30,  # a dead idle worker disappears from the registry within 30 s
-            maintenance_interval=30,  # and its job is cleaned up by any other worker too
+            worker_ttl=settings.worker_ttl_s,  # a dead idle worker leaves the registry within this
+            maintenance_interval=settings.worker_ttl_s,  # and its job is cleaned up by any other worker too
         )
         try:
             worker.work(with_scheduler=False)

@@ -27,8 +27,8 @@ class MetricPublisher:
         redis: Redis,
         job_id: str,
         retention_s: int,
-        retry_s: float = 0.5,
         close_timeout_s: float = 30,
+        retry_s: float = 0.5,
         linger_s: float = 0.05,
     ):
         self._redis, self._key, self._linger_s = redis, metric_stream.stream_key(job_id), linger_s

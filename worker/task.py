@@ -43,7 +43,9 @@ def _train(job, config: TrainingConfig) -> dict:
     data = device_dataset(settings.data_dir, device)
     network = build_network(config).to(device)
     started = time.perf_counter()
-    with MetricPublisher(job.connection, job.id, settings.retention_s) as publisher:
+    with MetricPublisher(
+        job.connection, job.id, settings.retention_s, close_timeout_s=settings.metrics_flush_timeout_s
+    ) as publisher:
         for point in train(network, config, data):
             point.attempt = attempt
             publisher.publish(point)

@@ -38,7 +38,7 @@ def api(args: argparse.Namespace) -> None:
         factory=True,
         host=args.host or settings.host,
         port=args.port or settings.port,
-        timeout_graceful_shutdown=30,
+        timeout_graceful_shutdown=settings.shutdown_grace_s,
         log_config=None,
     )
 
@@ -56,24 +56,24 @@ def _api_problem(settings: Settings) -> str | None:
     import httpx
 
     try:
-        httpx.get(f"http://127.0.0.1:{settings.port}/healthz", timeout=3).raise_for_status()
+        httpx.get(
+            f"http://127.0.0.1:{settings.port}/healthz", timeout=settings.healthcheck_timeout_s
+        ).raise_for_status()
     except httpx.HTTPError as error:
         return f"the API on port {settings.port} does not answer /healthz: {error}"
     return None
 
 
 def _worker_problem(settings: Settings) -> str | None:
-    from redis import Redis
     from redis.exceptions import RedisError
 
+    from service.queue.connection import redis_client
     from service.queue.workers import live_workers
 
     if not settings.redis_url:
         return "MNIST_REDIS_URL is not set"
     host = socket.gethostname()  # RQ records each worker's host: in a container, the container's own
-    redis = Redis.from_url(
-        settings.redis_url, socket_timeout=settings.redis_timeout_s, socket_connect_timeout=settings.redis_timeout_s
-    )
+    redis = redis_client(settings)
     try:
         registered = any(worker.hostname == host for worker in live_workers(redis, settings))
     except RedisError as error:
