@@ -7,11 +7,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from prometheus_client import REGISTRY
-from redis import Redis
-from redis.asyncio import Redis as AsyncRedis
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
 import service
 from service.api import observability
@@ -19,9 +15,10 @@ from service.api.limits import BodySizeLimit
 from service.api.observability import HttpMetricsMiddleware, RequestIdMiddleware
 from service.api.prometheus import TrainingCollector
 from service.api.reaper import reap_abandoned_jobs
-from service.api.routes import dashboard, events, health, jobs, models, predict, presets, samples, v2
+from service.api.routes import dashboard, docs, events, health, jobs, models, predict, presets, samples, v2
 from service.api.security import require_api_key
 from service.domain.model_store import ModelNotFound
+from service.queue.connection import async_redis_client, redis_client
 from service.queue.jobs import JobConflict, JobNotFound
 from service.serving.inference import Batcher, ModelCache, NoModelYet
 from service.settings import Settings, get_settings
@@ -35,20 +32,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         # One pool for the process. The timeouts bound every call, so an outage gives a 503, never a hang.
-        app.state.redis = Redis.from_url(
-            settings.redis_url,
-            socket_timeout=settings.redis_timeout_s,
-            socket_connect_timeout=settings.redis_timeout_s,
-            health_check_interval=30,
-            retry=Retry(NoBackoff(), 1),  # redis-py's default 3 retries would make the bound 4x the timeout
-        )
+        app.state.redis = redis_client(settings)
         # Event streams wait on Redis without a thread; each wait is bounded by events_wait_s.
-        app.state.async_redis = AsyncRedis.from_url(
-            settings.redis_url,
-            socket_timeout=settings.redis_timeout_s + settings.events_wait_s,
-            socket_connect_timeout=settings.redis_timeout_s,
-            health_check_interval=30,
-        )
+        app.state.async_redis = async_redis_client(settings, blocks_for_s=settings.events_wait_s)
         reaper = asyncio.create_task(reap_abandoned_jobs(app.state.redis, settings))
         # The Redis-derived metrics, read at each scrape of /metrics. One app per process: the registry is global.
         collector = TrainingCollector(app.state.redis, settings)
@@ -64,6 +50,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=service.__version__,
         description="Train the TensorFlow.js tutorial's handwritten-digit CNN through a job queue, and serve it.",
         lifespan=lifespan,
+        docs_url=None,  # /docs is service.api.routes.docs: Swagger UI served from here, not from a CDN
+        redoc_url=None,  # ReDoc's page fetches its logo from a CDN
     )
     app.state.settings = settings
     app.state.models = ModelCache(settings.model_dir, settings.model_cache_size)
@@ -83,11 +71,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(observability.router)
     app.include_router(dashboard.router)
+    app.include_router(docs.router)
     app.include_router(v2.probes)
     protected = [Depends(require_api_key)]
     for resource in (jobs, models, predict, events, presets, samples, v2):
         app.include_router(resource.router, dependencies=protected)
     app.mount("/dashboard", dashboard.static_files, name="dashboard")
+    app.mount(docs.ASSETS_URL, docs.static_files, name="docs-assets")
 
     # The domain's errors carry messages for the user; each kind has its status.
     for error_class, status_code in ((JobNotFound, 404), (ModelNotFound, 404), (NoModelYet, 409), (JobConflict, 409)):
