@@ -65,6 +65,17 @@ class TrainingWorker(SimpleWorker):
     def get_heartbeat_ttl(self, job, working_time: float = 0.0) -> int:
         return int(3 * self.heartbeat_interval_s) + 1
 
+    def handle_exception(self, job, *exc_info):
+        """A job stopped by RQ's stop-job command (a user's cancel) ended as asked: one INFO line, rather than
+        RQ's ERROR with the traceback (RQ still records the job as stopped, shown as canceled). Anything else,
+        a job interrupted by the worker's shutdown included, is RQ's to log as the failure it is."""
+        error = exc_info[1]
+        # RQ's stop-job command sets _stopped_job_id before kill_horse; handle_job_failure reads and clears it.
+        if isinstance(error, control.JobInterrupted) and getattr(self, "_stopped_job_id", None) == job.id:
+            log.info("job %s canceled by request at batch %s", job.id, error.batch)
+            return
+        super().handle_exception(job, *exc_info)
+
     def kill_horse(self, sig=None):
         """RQ's stop-job command (and a second SIGTERM) end up here: stop the job at the next batch."""
         control.request_stop("canceled")

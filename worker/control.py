@@ -8,7 +8,11 @@ import threading
 
 
 class JobInterrupted(Exception):
-    """Raised by a job that stopped on request; the message says why."""
+    """Raised by a job that stopped on request; the message says why, `batch` after which batch."""
+
+    def __init__(self, reason: str, batch: int | None = None) -> None:
+        super().__init__(reason)
+        self.batch = batch
 
 
 _stop = threading.Event()
@@ -25,7 +29,7 @@ def reset() -> None:
     _stop.clear()
 
 
-def check() -> None:
-    """Raise JobInterrupted if a stop was requested since the job started."""
+def check(batch: int | None = None) -> None:
+    """Raise JobInterrupted if a stop was requested since the job started; `batch`: the last one done."""
     if _stop.is_set():
-        raise JobInterrupted(_reason)
+        raise JobInterrupted(_reason, batch)

@@ -49,7 +49,7 @@ def _train(job, config: TrainingConfig) -> dict:
         for point in train(network, config, data):
             point.attempt = attempt
             publisher.publish(point)
-            control.check()  # canceled or shutting down: stop here, between two batches
+            control.check(point.batch)  # canceled or shutting down: stop here, between two batches
     train_seconds = time.perf_counter() - started
     test_loss, test_accuracy = evaluate(network, data.test_x, data.test_y)
     created_at = datetime.now(UTC)

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from service.domain.metric_point import MetricPoint
-from service.domain.mnist import load_mnist
+from service.domain.mnist import IMAGE_SIDE, load_mnist
 from service.domain.network import build_network
 from service.domain.training_config import TrainingConfig
 
@@ -42,7 +42,7 @@ def host_dataset(data_dir: Path) -> Dataset:
     mnist = load_mnist(data_dir)
 
     def images(raw: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy((raw.astype(np.float32) / 255.0).reshape(-1, 1, 28, 28))
+        return torch.from_numpy((raw.astype(np.float32) / 255.0).reshape(-1, 1, IMAGE_SIDE, IMAGE_SIDE))
 
     def labels(raw: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(raw.astype(np.int64))

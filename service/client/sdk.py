@@ -8,7 +8,8 @@
 
 Answers are the service's own pydantic models (`service.schemas`). Every failure is a `ServiceError`, or one of
 its kinds (`NotFound`, `Conflict`, `Invalid`, `Unauthorized`): its `status` is the HTTP status (None when the
-server could not be reached) and its `detail` the server's own explanation.
+server could not be reached) and its `detail` the server's own explanation. A server that answers something else
+than the API's JSON (a web page, another service) is a `ServiceError` saying so, with the answer's status.
 """
 
 import base64
@@ -18,11 +19,12 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import numpy as np
 from PIL import Image
+from pydantic import BaseModel, ValidationError
 
 from service.domain.metric_point import MetricPoint
 from service.schemas.jobs import Job, JobList
@@ -33,6 +35,8 @@ DEFAULT_URL = "http://localhost:8000"
 STREAM_IDLE_S = 60.0  # an event stream silent for longer is dead: the server sends keep-alives every 15 s
 RECONNECTS = 5  # a dropped event stream is resumed this many times in a row before giving up
 MAX_BATCH = 256  # the server's default MNIST_MAX_BATCH: images per /predict request
+
+Answer = TypeVar("Answer", bound=BaseModel)
 
 # What `predict` takes: a picture (its path, its file's bytes, a PIL image), or an MNIST-like pixel grid.
 ImageLike = str | Path | bytes | Image.Image | np.ndarray
@@ -94,21 +98,21 @@ class Client:
 
     def train(self, config: dict[str, Any] | None = None) -> Job:
         """Queue a training job (`{}`: the tutorial's); the job as queued, with its id."""
-        return Job.model_validate(self._call("POST", "/jobs", json=config or {}))
+        return self._call(Job, "POST", "/jobs", json=config or {})
 
     def job(self, job_id: str) -> Job:
-        return Job.model_validate(self._call("GET", f"/jobs/{job_id}"))
+        return self._call(Job, "GET", f"/jobs/{job_id}")
 
     def jobs(self, limit: int = 50, offset: int = 0) -> JobList:
         """Jobs, newest first."""
-        return JobList.model_validate(self._call("GET", "/jobs", params={"limit": limit, "offset": offset}))
+        return self._call(JobList, "GET", "/jobs", params={"limit": limit, "offset": offset})
 
     def cancel(self, job_id: str) -> Job:
-        return Job.model_validate(self._call("POST", f"/jobs/{job_id}/cancel"))
+        return self._call(Job, "POST", f"/jobs/{job_id}/cancel")
 
     def models(self) -> ModelList:
         """Models, newest first, and the default."""
-        return ModelList.model_validate(self._call("GET", "/models"))
+        return self._call(ModelList, "GET", "/models")
 
     def predict(self, images: ImageLike | Iterable[ImageLike], model_id: str | None = None) -> Predictions:
         """The digit in each image, in order. A picture (a path, a file's bytes, a PIL image) is prepared by the
@@ -121,8 +125,8 @@ class Client:
         predictions = []
         for start in range(0, len(instances), self.max_batch):
             chunk = {"instances": instances[start : start + self.max_batch]}
-            answer = Predictions.model_validate(
-                self._call("POST", "/predict", json=chunk, params={"model_id": model_id} if model_id else None)
+            answer = self._call(
+                Predictions, "POST", "/predict", json=chunk, params={"model_id": model_id} if model_id else None
             )
             model_id = answer.model_id
             predictions += answer.predictions
@@ -140,9 +144,9 @@ class Client:
                     headers=headers,
                     timeout=httpx.Timeout(self._http.timeout.connect, read=STREAM_IDLE_S),
                 ) as answer:
-                    if answer.is_error:
+                    if answer.is_error or _media_type(answer) != "text/event-stream":
                         answer.read()
-                        raise _error(answer)
+                        raise _error(answer, self.url) if answer.is_error else _not_the_api(answer, self.url)
                     for event in parse_events(answer.iter_lines()):
                         failures = 0
                         last_event_id = event.id or last_event_id
@@ -159,20 +163,27 @@ class Client:
 
     def watch(self, job_id: str) -> Iterator[MetricPoint]:
         """The job's metric points, one per training batch, as they are published, until it ends."""
-        return (MetricPoint.model_validate(event.data) for event in self.events(job_id) if event.name == "metric")
+        return (_shaped(MetricPoint, event.data, self.url) for event in self.events(job_id) if event.name == "metric")
 
     def wait(self, job_id: str) -> Job:
         """Block until the job has ended; the final job."""
-        return Job.model_validate(next(event.data for event in self.events(job_id) if event.name == "end"))
+        return _shaped(Job, next(event.data for event in self.events(job_id) if event.name == "end"), self.url)
 
-    def _call(self, method: str, path: str, **kwargs) -> Any:
+    def _call(self, shape: type[Answer], method: str, path: str, **kwargs) -> Answer:
+        """The answer, as `shape`; a ServiceError if it is an error, or not the API's JSON."""
         try:
             answer = self._http.request(method, path, **kwargs)
         except httpx.TransportError as error:
             raise ServiceError(None, f"cannot reach {self.url}: {error}") from None
         if answer.is_error:
-            raise _error(answer)
-        return answer.json()
+            raise _error(answer, self.url)
+        if not _is_json(answer):
+            raise _not_the_api(answer, self.url)
+        try:
+            data = answer.json()
+        except ValueError:  # says JSON, is not
+            raise _not_the_api(answer, self.url, "a body that is not JSON") from None
+        return _shaped(shape, data, self.url, answer.status_code)
 
 
 def parse_events(lines: Iterable[str]) -> Iterator[Event]:
@@ -215,12 +226,48 @@ def _instance(image: ImageLike) -> dict[str, Any]:
     return {"image": base64.b64encode(image).decode()}
 
 
-def _error(answer: httpx.Response) -> ServiceError:
+def _error(answer: httpx.Response, url: str) -> ServiceError:
+    """The API's error answer as its kind of ServiceError; any other error answer (a web server's page, a proxy's)
+    as a short ServiceError that says the answer did not come from the API."""
     try:
-        detail = answer.json().get("detail", answer.text)
-    except (ValueError, AttributeError):  # not JSON, or not an object
-        detail = answer.text or answer.reason_phrase
+        detail = answer.json()["detail"] if _is_json(answer) else None
+    except (ValueError, TypeError, KeyError, IndexError):  # not JSON, or JSON without a detail
+        detail = None
+    if detail is None:
+        return _not_the_api(answer, url)
     return _ERRORS.get(answer.status_code, ServiceError)(answer.status_code, detail)
+
+
+def _shaped(shape: type[Answer], data: Any, url: str, status: int = 200) -> Answer:
+    try:
+        return shape.model_validate(data)
+    except ValidationError:  # JSON of someone else's: say so, rather than show pydantic's account of it
+        raise ServiceError(
+            status,
+            f"{url} answered {status} with JSON that is not a {shape.__name__}: not the mnist-service API, or "
+            "another version of it; is the URL right?",
+        ) from None
+
+
+def _not_the_api(answer: httpx.Response, url: str, what: str | None = None) -> ServiceError:
+    """A short error for an answer that is not the API's (its body, a web page say, is left out)."""
+    said = f"{url} answered {answer.status_code} with {what or _media_type(answer) or 'no content type'}"
+    if answer.status_code >= 500:  # the API's own unhandled errors are plain text too
+        return ServiceError(
+            answer.status_code,
+            f"{said}: a server error (of mnist-service, or of a proxy in front of it), or not the mnist-service "
+            "API: is the URL right?",
+        )
+    return ServiceError(answer.status_code, f"{said}, not the mnist-service API: is the URL right?")
+
+
+def _media_type(answer: httpx.Response) -> str:
+    return answer.headers.get("content-type", "").partition(";")[0].strip().lower()
+
+
+def _is_json(answer: httpx.Response) -> bool:
+    media_type = _media_type(answer)
+    return media_type == "application/json" or media_type.endswith("+json")
 
 
 def _explain(detail: Any) -> str:

@@ -141,7 +141,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    args.func(args)
+    try:
+        try:
+            args.func(args)
+        finally:
+            sys.stdout.flush()  # here, not at the interpreter's exit, where a failure can no longer be caught
+    except BrokenPipeError:
+        # The reader went away (`mnist-service models | head -3`): stop quietly, as other Unix tools do. Python
+        # ignores SIGPIPE, so the write raised instead; stdout goes to devnull so the final flush cannot fail
+        # too, and the status is the one a shell shows for a command SIGPIPE ended (Python's "Note on SIGPIPE").
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(128 + getattr(signal, "SIGPIPE", 13))
 
 
 if __name__ == "__main__":

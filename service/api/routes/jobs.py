@@ -2,20 +2,38 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Path, Query, Response, status
+from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request, Response, status
 
 from service.api.deps import RedisDep, SettingsDep
 from service.domain.training_config import TrainingConfig
 from service.queue import jobs, metric_stream
+from service.schemas.errors import ErrorResponse
 from service.schemas.jobs import Job, JobList, MetricsPage
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 JobId = Annotated[str, Path(pattern=jobs.JOB_ID_PATTERN, description="The job's id (a UUID).")]
 _NOT_FOUND = {404: {"description": "No such job"}}
+_NOT_JSON = {415: {"model": ErrorResponse, "description": "A body that is not `application/json`."}}
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=Job)
+async def json_body(request: Request) -> None:
+    """The configuration comes as JSON: a body of another content type (`curl -d` sends a form's unless told
+    otherwise), or of none, is a 415 that says what to send, rather than a 422 about a "dictionary"."""
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json")):
+        return
+    if await request.body():  # already read by FastAPI: no body at all still means the tutorial's config
+        raise HTTPException(
+            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+            "send the training configuration as JSON: Content-Type: application/json "
+            f"(got {media_type or 'no content type'})",
+        )
+
+
+@router.post(
+    "", status_code=status.HTTP_202_ACCEPTED, response_model=Job, responses=_NOT_JSON, dependencies=[Depends(json_body)]
+)
 def submit_job(
     redis: RedisDep,
     settings: SettingsDep,
