@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 from service.domain.metric_point import MetricPoint
 from service.domain.training_config import TrainingConfig
@@ -33,6 +33,11 @@ class Job(BaseModel):
     test_loss: float | None = None
     train_seconds: float | None = Field(None, description="Time spent in the training loop.")
     error: str | None = None
+
+    @computed_field(description="Whether the job has ended (succeeded, failed or canceled): its status is final.")
+    @property
+    def ended(self) -> bool:
+        return self.status in ENDED
 
 
 class JobList(BaseModel):

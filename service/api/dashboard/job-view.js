@@ -2,7 +2,7 @@
 
 import { api } from './api.js';
 import { LineChart } from './chart.js';
-import { formatPercent, isEnded, shortId } from './ui.js';
+import { formatPercent, shortId } from './ui.js';
 
 export class JobView {
   constructor(root, { onEnd }) {
@@ -31,7 +31,7 @@ export class JobView {
     this.events = new EventSource(`jobs/${job.id}/events`);
     this.events.addEventListener('metric', (event) => this.addPoint(JSON.parse(event.data)));
     this.events.addEventListener('status', (event) => {
-      this.job = { ...this.job, status: JSON.parse(event.data).status };
+      this.job = { ...this.job, ...JSON.parse(event.data) }; // its status, and whether it has ended
       this.render();
     });
     this.events.addEventListener('end', (event) => {
@@ -79,7 +79,7 @@ export class JobView {
     if (error && error !== status) parts.push(error); // a canceled job's error is just "canceled"
     this.summary.textContent = parts.join(' · ');
     this.progress.value = progress.batch / progress.total_batches;
-    this.cancelButton.hidden = isEnded(status);
+    this.cancelButton.hidden = this.job.ended;
     this.cancelButton.disabled = false;
   }
 }

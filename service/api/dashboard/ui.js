@@ -1,7 +1,5 @@
 // Small helpers of the page's modules: formatting, debouncing, building elements.
 
-export const isEnded = (status) => ['succeeded', 'failed', 'canceled'].includes(status);
-
 export const shortId = (id) => id.slice(0, 8);
 
 export const formatPercent = (fraction) => `${(fraction * 100).toFixed(1)}%`;

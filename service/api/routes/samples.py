@@ -5,12 +5,10 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 
 from service.api.deps import SettingsDep
-from service.domain.mnist import DataError, load_mnist
+from service.domain.mnist import TEST_SIZE, DataError, load_mnist
 from service.schemas.dashboard import Sample, SampleList
 
 router = APIRouter(prefix="/samples", tags=["samples"])
-
-TEST_SIZE = 10_000
 
 
 @router.get("", response_model=SampleList, responses={503: {"description": "The MNIST files are not here"}})
