@@ -17,8 +17,8 @@ from jsonschema.validators import validator_for
 
 from service.launcher import cli
 from service.settings import Settings
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILES = ["docker-compose.yml", "docker-compose.cpu.yml"]
 APP_SERVICES = ["fetch-data", "api", "worker"]  # the services that run this repository's image
 
@@ -100,13 +100,15 @@ def test_redis_persists_on_a_named_volume_and_reports_its_health():
     (volume,) = redis["volumes"]
     assert volume.split(":")[0] in compose["volumes"] and volume.endswith(":/data")
     assert redis["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+    assert "ports" not in redis  # published nowhere: only the stack's containers reach it
 
 
 def test_the_api_waits_for_a_healthy_redis_and_the_data_and_listens_on_8000():
     api = load_compose("docker-compose.yml")["services"]["api"]
     assert api["depends_on"]["redis"] == {"condition": "service_healthy"}
     assert api["depends_on"]["fetch-data"] == {"condition": "service_completed_successfully"}
-    assert api["ports"] == ["8000:8000"]
+    (port,) = api["ports"]
+    assert resolve_defaults(port) == "127.0.0.1:8000:8000"  # localhost only, unless MNIST_PUBLISH says otherwise
 
 
 def test_the_worker_asks_for_a_gpu_and_can_be_scaled():
@@ -121,8 +123,16 @@ def test_without_a_gpu_the_override_drops_the_reservation_and_builds_cpu_torch()
     cpu = load_compose("docker-compose.cpu.yml")["services"]
     assert "devices: !reset []" in (ROOT / "docker-compose.cpu.yml").read_text()
     assert cpu["worker"]["deploy"]["resources"]["reservations"]["devices"] == []
-    for name in APP_SERVICES:
-        assert cpu[name]["build"]["args"]["TORCH_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"
+    assert cpu["fetch-data"]["build"]["args"]["TORCH_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"
+    assert {cpu[name]["image"] for name in APP_SERVICES} == {"mnist-service:cpu"}
+
+
+def test_the_image_is_built_once_and_every_service_runs_it_by_name():
+    services = load_compose("docker-compose.yml")["services"]
+    assert [name for name in APP_SERVICES if "build" in services[name]] == ["fetch-data"]
+    assert {services[name]["image"] for name in APP_SERVICES} == {"mnist-service:cuda"}
+    for name in ("api", "worker"):  # so the image exists before they start
+        assert services[name]["depends_on"]["fetch-data"] == {"condition": "service_completed_successfully"}
 
 
 def test_api_and_worker_share_the_data_and_model_volumes_where_the_image_looks_for_them():
@@ -145,8 +155,12 @@ def test_the_dockerfile_passes_hadolint():
 
 def test_the_image_is_multi_stage_slim_python_311_non_root_with_a_healthcheck():
     instructions = dockerfile()
-    bases = [arguments.split()[0] for name, arguments in instructions if name == "FROM"]
-    assert len(bases) >= 2 and set(bases) == {"python:3.11-slim"}
+    # The build and the final stage on BASE_IMAGE, python:3.11-slim unless a build argument says otherwise; the
+    # optional wheels stage is empty (scratch) by default.
+    stages = [arguments.split() for name, arguments in instructions if name == "FROM"]
+    assert [stage[0] for stage in stages] == ["${TORCH_WHEELS}", "${BASE_IMAGE}", "${BASE_IMAGE}"]
+    assert ("ARG", "BASE_IMAGE=python:3.11-slim") in instructions
+    assert ("ARG", "TORCH_WHEELS=scratch") in instructions
     (user,) = [arguments for name, arguments in instructions if name == "USER"]
     assert user.split(":")[0] not in ("0", "root")
     assert dockerfile_exec_form("CMD") == ["mnist-service", "api", "--host", "0.0.0.0"]
@@ -157,7 +171,7 @@ def test_the_image_installs_the_torch_that_the_package_pins_from_the_cpu_index_b
     pyproject = (ROOT / "pyproject.toml").read_text()
     (pin,) = re.findall(r'"(torch==[^"]+)"', pyproject)
     runs = " ".join(arguments for name, arguments in dockerfile() if name == "RUN")
-    assert f'--index-url "$TORCH_INDEX_URL" {pin}' in runs
+    assert f'--index-url "$TORCH_INDEX_URL" --find-links /wheels {pin}' in runs
     assert ("ARG", "TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu") in dockerfile()
 
 
@@ -200,8 +214,10 @@ def test_every_variable_set_is_a_setting_with_a_valid_value(monkeypatch):
         if service in APP_SERVICES
     ]
     for environment in environments:
-        ours = {name: resolve_defaults(str(value)) for name, value in environment.items() if name.startswith("MNIST_")}
-        assert set(ours) <= settings_variables, set(ours) - settings_variables
+        named = {name for name in environment if name.startswith("MNIST_")}
+        assert named <= settings_variables, named - settings_variables
+        # A variable without a value (MNIST_API_KEY) is passed on from the shell, unset when the shell has none.
+        ours = {name: resolve_defaults(str(environment[name])) for name in named if environment[name] is not None}
         for name, value in ours.items():
             monkeypatch.setenv(name, value)
     Settings()  # every value set, together, is valid
