@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from service.domain.mnist import DEFAULT_MIRRORS, DEFAULT_NPM_PACKAGE
+from service.domain.mnist import DEFAULT_MIRRORS, DEFAULT_NPM_PACKAGE, IMAGE_SIDE
 
 
 class Settings(BaseSettings):
@@ -84,8 +84,14 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         8 * 1024 * 1024,
         ge=1024,
-        description="Largest request body (all of a request's files together); "
-        "a larger one is refused with 413 before it is read.",
+        description="Largest body of POST /predict (all of a request's files together, or JSON with pictures in "
+        "base64); a larger one is refused with 413 before it is read.",
+    )
+    max_json_body_bytes: int = Field(
+        4 * 1024,
+        ge=1024,
+        description="Largest body of every route that takes a small JSON document, such as POST /jobs (a full "
+        "training configuration is under 400 bytes); a larger one is refused with 413 before it is read.",
     )
     max_image_pixels: int = Field(
         40_000_000,
@@ -93,8 +99,63 @@ class Settings(BaseSettings):
         description="Largest picture, in pixels (width x height, as its header declares); "
         "a larger one is refused with 413 before it is decoded.",
     )
+    max_request_pixels: int = Field(
+        100_000_000,
+        ge=784,
+        description="Most pixels the pictures of one /predict request may hold together, as they are decoded (a "
+        "large JPEG at a fraction of its size); more are refused with 413 before any is decoded. Keep it at least "
+        "MNIST_MAX_IMAGE_PIXELS.",
+    )
+    max_decoding_bytes: int = Field(
+        # 16 bytes a pixel: the costliest picture to decode, a WebP (see service.serving.images.decoding_bytes).
+        default_factory=lambda data: 16 * data.get("max_image_pixels", 40_000_000),
+        ge=1024 * 1024,
+        description="Most memory one API process spends decoding pictures, all requests together: a request waits "
+        "its turn, holding no thread, until its costliest picture fits (1 to 5 bytes a pixel, a WebP 16, a "
+        "progressive JPEG 2 more per colour). Default: a WebP of MNIST_MAX_IMAGE_PIXELS, 640 MB.",
+    )
     max_batch: int = Field(256, ge=1, le=10_000, description="Most images one /predict request may carry.")
+    max_tensor_body_bytes: int = Field(
+        # 26 bytes a value: the longest a number in 0..1 is written in full (JavaScript's 0.0000012345678901234567;
+        # Python's 1.2345678901234567e-05 is shorter) and ", "; 128 bytes an image for its rows' brackets.
+        default_factory=lambda data: (
+            data.get("max_batch", 256) * (IMAGE_SIDE**2 * 26 + 128) + data.get("max_json_body_bytes", 4 * 1024)
+        ),
+        ge=1024,
+        description="Largest body of POST /v2/models/mnist/infer (JSON tensors); a larger one is refused with 413 "
+        "before it is read. Default: what MNIST_MAX_BATCH images take with every value written in full (26 bytes "
+        "each), plus MNIST_MAX_JSON_BODY_BYTES: 5.3 MB for 256 images.",
+    )
     model_cache_size: int = Field(8, ge=1, le=1024, description="Networks kept loaded (least recently used dropped).")
+    inference_threads: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="torch's threads for the API's forward passes (one thread runs them, batching concurrent "
+        "requests). One leaves a core to the event loop, and a tiny network's pass is no faster on more.",
+    )
+    torch_threads: int | None = Field(
+        None,
+        ge=1,
+        le=256,
+        description="torch's threads per training worker. Unset: all cores for a worker started alone; "
+        "`mnist-service run` gives each of its N workers the cores divided by N, so they do not fight over them.",
+    )
+    # Floods.
+    max_event_streams: int = Field(
+        100,
+        ge=1,
+        le=100_000,
+        description="Most event streams (GET /jobs/{id}/events) one API process keeps open at once; past it, a new "
+        "one is refused with 503 and a Retry-After header until one ends or its client leaves.",
+    )
+    max_queued_jobs: int = Field(
+        1000,
+        ge=1,
+        le=1_000_000,
+        description="Most training jobs waiting in the queue to start; past it, POST /jobs is refused with 429 and a "
+        "Retry-After header until workers take some (requests arriving at the same moment may each get in).",
+    )
 
     @classmethod
     def env_name(cls, field: str) -> str:

@@ -3,6 +3,7 @@
 Kept bare so that it is tested and benchmarked on its own; the service's overhead is measured against it.
 """
 
+import math
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -135,11 +136,16 @@ class _PendingPoints:
             yield point
 
 
-def train(network: nn.Module, config: TrainingConfig, data: Dataset) -> Iterator[MetricPoint]:
+def train(
+    network: nn.Module, config: TrainingConfig, data: Dataset, outcome: dict | None = None
+) -> Iterator[MetricPoint]:
     """Train ``network`` in place, one batch at a time, yielding each batch's point as soon as it is known.
 
     Like the tutorial: shuffled batches (a fresh permutation every epoch), and every ``test_every`` batches
-    (and after the last) the loss and accuracy on the next ``test_batch_size`` test images.
+    (and after the last) the loss and accuracy on the next ``test_batch_size`` test images. With a ``holdout``,
+    the last ``holdout`` training images are not trained on and are the validation set instead of test images;
+    with a ``target_accuracy`` too, training stops once the accuracy on them reaches it. ``outcome``, if given,
+    receives ``batches`` (the batches trained) and ``stopped_early``.
     """
     config = config.resolved()
     device = data.train_x.device
@@ -147,14 +153,18 @@ def train(network: nn.Module, config: TrainingConfig, data: Dataset) -> Iterator
     order = torch.Generator().manual_seed(config.seed)
     optimizer = make_optimizer(network, config)
     schedule = make_schedule(optimizer, config)
-    train_batches = _batches(len(data.train_y), config.batch_size, order, device)
+    trained_on = len(data.train_y) - config.holdout
+    train_batches = _batches(trained_on, config.batch_size, order, device)
     test_batches = _batches(len(data.test_y), min(config.test_batch_size, len(data.test_y)), order, device)
+    holdout = (data.train_x[trained_on:], data.train_y[trained_on:]) if config.holdout else None
     pending = _PendingPoints(device)
     # Channels-last is oneDNN's and cuDNN's preferred layout for convolutions (1.6x on a 2-core CPU for the
     # fast preset's net); with one input channel the images need no copy to match it.
     network.to(memory_format=torch.channels_last)
     started = time.perf_counter()
     network.train()
+    stopped_early = False
+    batch = 0
     for batch in range(1, config.total_batches + 1):
         index = next(train_batches)
         x, y = data.train_x[index].contiguous(memory_format=torch.channels_last), data.train_y[index]
@@ -167,13 +177,36 @@ def train(network: nn.Module, config: TrainingConfig, data: Dataset) -> Iterator
         schedule.step()
         stats = [loss.detach(), (logits.argmax(1) == y).float().mean()]
         if batch % config.test_every == 0 or batch == config.total_batches:
-            index = next(test_batches)
+            if holdout is None:
+                index = next(test_batches)
+                validation_x, validation_y = data.test_x[index], data.test_y[index]
+            else:
+                validation_x, validation_y = holdout
             with _autocast(device, config):
-                stats += _evaluate(network, data.test_x[index], data.test_y[index])
+                validation = _evaluate(network, validation_x, validation_y)
+            stats += validation
             network.train()
+            # One host sync per check, only when there is a target to check.
+            if config.target_accuracy is not None and validation[1].item() >= config.target_accuracy:
+                stopped_early = batch < config.total_batches
         pending.push(batch, time.perf_counter() - started, torch.stack(stats))
-        yield from pending.ready()
-    yield from pending.ready(wait=True)
+        yield from _finite(pending.ready(), config)
+        if stopped_early:
+            break
+    yield from _finite(pending.ready(wait=True), config)
+    if outcome is not None:
+        outcome.update(batches=batch, stopped_early=stopped_early)
+
+
+def _finite(points: Iterator[MetricPoint], config: TrainingConfig) -> Iterator[MetricPoint]:
+    """``points``, checked as each reaches the host (no device sync of its own): a loss that is no longer a
+    finite number ends training, since nothing after it can recover, and a model saved from it would hold NaNs."""
+    for point in points:
+        for name, value in (("loss", point.loss), ("test loss", point.val_loss)):
+            if value is not None and not math.isfinite(value):
+                advice = "lower the learning_rate" + ("" if config.batch_norm else " or use batch_norm")
+                raise TrainingError(f"training diverged: the {name} became {value} at batch {point.batch}; {advice}")
+        yield point
 
 
 def _autocast(device: torch.device, config: TrainingConfig) -> torch.autocast:

@@ -6,17 +6,31 @@ Its defaults are the tutorial's, so ``POST /jobs {}`` reproduces the tutorial.
 
 import math
 import secrets
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from service.domain.mnist import IMAGE_SIDE, TRAIN_SIZE
+
+# What one job may ask for, so that no request can take a worker (or Redis) for ever. Each bound admits every
+# preset with room to spare; the job timeout (MNIST_JOB_TIMEOUT_S) bounds the time besides.
+MAX_FILTERS = 256  # per conv layer
+MAX_TOTAL_BATCHES = 100_000  # 100 epochs of the tutorial's batch of 64 are 93,750; one metric point each
+MAX_PARAMETERS = 10_000_000  # 40 MB of float32 weights in the store per model; the presets have 6k to 80k
+# Values the forward pass keeps for the backward pass, per batch (an estimate, see `activation_values`): 2 GiB as
+# float32. The presets keep 0.9 to 4.8 million at their batch sizes; at the largest batch_size (8192) the tutorial
+# keeps 110 million and `fast` 306 million.
+MAX_ACTIVATION_VALUES = 2**29
+# The validation context of records read back: `TrainingConfig.model_validate(data, context={STORED: True})`.
+STORED = "stored"
 
 # Named configurations. Explicit fields in a request override the preset's.
 PRESETS: dict[str, dict[str, Any]] = {
     # The TensorFlow.js tutorial exactly: every field's default.
     "tutorial": {},
-    # The shortest CPU training found to reach 99% on the full test set (3 seeds: 99.02-99.17%).
+    # The shortest CPU training found to reach 99% on the full test set (seeds 0-2: 99.16, 99.11, 99.09% on a
+    # loaded 2-core EPYC, in 0.38-0.98x the time of bench/handwritten.py's loop interleaved with it; median 0.38).
     "fast": {
         "conv_filters": [16, 32],
         "batch_norm": True,
@@ -50,7 +64,9 @@ class TrainingConfig(BaseModel):
 
     preset: str = Field("tutorial", description=f"A named configuration: {', '.join(PRESETS)}.")
     # The network: conv (+ optional batch norm) + ReLU + 2x2 max-pool per entry, then dense layers.
-    conv_filters: list[int] = Field([8, 16], min_length=1, max_length=4, description="Filters per conv layer.")
+    conv_filters: list[Annotated[int, Field(ge=1, le=MAX_FILTERS)]] = Field(
+        [8, 16], min_length=1, max_length=4, description=f"Filters per conv layer, 1 to {MAX_FILTERS} each."
+    )
     kernel_size: int = Field(5, ge=1, le=7, description="Square kernel side of every conv layer.")
     padding: Literal["valid", "same"] = "valid"
     batch_norm: bool = False
@@ -65,10 +81,32 @@ class TrainingConfig(BaseModel):
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     precision: Literal["fp32", "bf16"] = Field("fp32", description="`bf16`: mixed precision (autocast).")
     batch_size: int = Field(64, ge=1, le=8192)
-    train_batches: int | None = Field(100, ge=1, le=1_000_000, description="Batches to train; or give `epochs`.")
-    epochs: float | None = Field(None, gt=0.0, le=100.0, description="Passes over the 60,000 training images.")
+    train_batches: int | None = Field(
+        100, ge=1, le=MAX_TOTAL_BATCHES, description="Batches to train; or give `epochs`."
+    )
+    epochs: float | None = Field(
+        None,
+        gt=0.0,
+        le=100.0,
+        description=f"Passes over the 60,000 training images; at most {MAX_TOTAL_BATCHES:,} batches in all.",
+    )
     test_batch_size: int = Field(1000, ge=1, le=10_000, description="Test images evaluated every `test_every` batches.")
     test_every: int = Field(5, ge=1, le=1_000_000)
+    holdout: int = Field(
+        0,
+        ge=0,
+        le=20_000,
+        description="Training images held out (the last ones of the 60,000, never the test set) and not trained "
+        "on: with a holdout, every `test_every` batches the validation metrics are on the whole holdout instead of "
+        "test images.",
+    )
+    target_accuracy: float | None = Field(
+        None,
+        gt=0.0,
+        le=1.0,
+        description="Stop training once the accuracy on the holdout reaches this (checked every `test_every` "
+        "batches); needs a `holdout`.",
+    )
     seed: int | None = Field(None, ge=0, lt=2**32, description="Same seed + same device = same metrics.")
     retries: int = Field(0, ge=0, le=5, description="Run again from scratch if the worker dies mid-job.")
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -88,20 +126,65 @@ class TrainingConfig(BaseModel):
         return {**preset, **data}
 
     @model_validator(mode="after")
-    def _check_consistency(self) -> "TrainingConfig":
+    def _check_consistency(self, info: ValidationInfo) -> "TrainingConfig":
         if self.epochs is not None:
             if "train_batches" in self.model_fields_set and self.train_batches is not None:
                 raise ValueError("give either train_batches or epochs, not both")
             self.train_batches = None
         elif self.train_batches is None:
             raise ValueError("give train_batches or epochs")
+        if self.target_accuracy is not None and not self.holdout:
+            raise ValueError("target_accuracy is checked on the holdout: give a holdout (e.g. 5000 images)")
         if self.feature_side < 1:
             raise ValueError(
                 f"{len(self.conv_filters)} conv layers with kernel_size {self.kernel_size} and padding "
                 f"{self.padding!r} shrink the 28x28 image to nothing: use fewer layers, a smaller kernel "
                 "or padding 'same'"
             )
+        # A stored record (a job in Redis, a model's metadata) was within the bounds of the version that wrote it:
+        # it is read as it is, so lowering a bound never makes the listings unreadable.
+        if not (info.context or {}).get(STORED):
+            self._check_size()
         return self
+
+    def _check_size(self) -> None:
+        """Refuse the work that no worker should be given: too many batches, weights or activations. Each error
+        names the field to change, so the API's 422 points at it."""
+        if self.epochs is not None and self.total_batches > MAX_TOTAL_BATCHES:
+            _refuse(
+                "epochs",
+                self.epochs,
+                "too_many_batches",
+                "{epochs:g} epochs with batch_size {batch_size} are {batches:,} batches; at most {limit:,}: "
+                "fewer epochs or a larger batch_size",
+                epochs=self.epochs,
+                batch_size=self.batch_size,
+                batches=self.total_batches,
+                limit=MAX_TOTAL_BATCHES,
+            )
+        if self.parameters > MAX_PARAMETERS:
+            conv = self._conv_parameters
+            field = "hidden_units" if self.hidden_units and self.parameters - conv > conv else "conv_filters"
+            _refuse(
+                field,
+                getattr(self, field),
+                "too_many_parameters",
+                "the network would have {parameters:,} parameters; at most {limit:,}: fewer conv_filters or "
+                "hidden_units (or more conv layers, which shrink the features the dense layers see)",
+                parameters=self.parameters,
+                limit=MAX_PARAMETERS,
+            )
+        if self.activation_values > MAX_ACTIVATION_VALUES:
+            _refuse(
+                "batch_size",
+                self.batch_size,
+                "too_many_activations",
+                "a batch of {batch_size} images would keep about {values:,} activation values for the backward "
+                "pass; at most {limit:,} (2 GiB of float32): a smaller batch_size, or fewer conv_filters",
+                batch_size=self.batch_size,
+                values=self.activation_values,
+                limit=MAX_ACTIVATION_VALUES,
+            )
 
     @property
     def conv_padding(self) -> int:
@@ -110,19 +193,68 @@ class TrainingConfig(BaseModel):
     @property
     def feature_side(self) -> int:
         """Side of the feature maps after the last conv + pool block (0 when they vanish)."""
-        side = IMAGE_SIDE
+        return self._conv_sides()[-1][1]
+
+    def _conv_sides(self) -> list[tuple[int, int]]:
+        """Each conv layer's output side and, after its 2x2 max-pool, the block's output side."""
+        sides, side = [], IMAGE_SIDE
         for _ in self.conv_filters:
-            side = max(side + 2 * self.conv_padding - self.kernel_size + 1, 0) // 2
-        return side
+            conv = max(side + 2 * self.conv_padding - self.kernel_size + 1, 0)
+            side = conv // 2
+            sides.append((conv, side))
+        return sides
+
+    @property
+    def _conv_parameters(self) -> int:
+        count, channels = 0, 1
+        for filters in self.conv_filters:
+            # A bias per filter, or batch norm's scale and shift (then the conv has no bias).
+            count += channels * filters * self.kernel_size**2 + (2 * filters if self.batch_norm else filters)
+            channels = filters
+        return count
+
+    @property
+    def parameters(self) -> int:
+        """The network's parameter count, computed without building it (``build_network`` has as many)."""
+        features = self.conv_filters[-1] * self.feature_side**2
+        dense = 0
+        if self.hidden_units:
+            dense += features * self.hidden_units + self.hidden_units
+            features = self.hidden_units
+        return self._conv_parameters + dense + features * 10 + 10
+
+    @property
+    def activation_values(self) -> int:
+        """About how many values one training batch keeps for the backward pass: each conv layer's output, again
+        after batch norm, after ReLU and pooled, and the dense layers' outputs, for every image of the batch (an
+        upper estimate: torch keeps 80-90% of it for the presets)."""
+        per_image = IMAGE_SIDE**2
+        for filters, (conv, pooled) in zip(self.conv_filters, self._conv_sides(), strict=True):
+            per_image += filters * (conv**2 * (3 if self.batch_norm else 2) + pooled**2)
+        per_image += 2 * self.hidden_units + 10
+        return self.batch_size * per_image
 
     @property
     def total_batches(self) -> int:
         if self.epochs is not None:
-            return math.ceil(self.epochs * TRAIN_SIZE / self.batch_size)
+            return math.ceil(self.epochs * self.train_images / self.batch_size)
         return self.train_batches
+
+    @property
+    def train_images(self) -> int:
+        """The training images that are trained on: the 60,000 less the holdout."""
+        return TRAIN_SIZE - self.holdout
 
     def resolved(self) -> "TrainingConfig":
         """The config a job runs with: a missing seed is drawn now, so every run can be repeated."""
         if self.seed is not None:
             return self
         return self.model_copy(update={"seed": secrets.randbelow(2**32)})
+
+
+def _refuse(field: str, value: Any, kind: str, message: str, **context: Any) -> None:
+    """Fail validation at ``field`` (a model-level check would otherwise be reported at the body as a whole)."""
+    error = PydanticCustomError(kind, message.format(**context), context)
+    raise ValidationError.from_exception_data(
+        TrainingConfig.__name__, [InitErrorDetails(type=error, loc=(field,), input=value)]
+    )

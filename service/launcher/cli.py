@@ -2,6 +2,7 @@
 predict through a running server (see `service.client.commands`)."""
 
 import argparse
+import errno
 import os
 import signal
 import socket
@@ -40,6 +41,10 @@ def api(args: argparse.Namespace) -> None:
         port=args.port or settings.port,
         timeout_graceful_shutdown=settings.shutdown_grace_s,
         log_config=None,
+        # uvicorn[standard]'s event loop and HTTP parser, both in C: named, so that an install without them fails
+        # at start rather than serving at a third of the speed on asyncio's loop and the pure-Python h11.
+        loop="uvloop",
+        http="httptools",
     )
 
 
@@ -87,36 +92,83 @@ def worker(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    """Redis (embedded unless MNIST_REDIS_URL is set) + the API + N workers, until Ctrl+C or SIGTERM."""
+    """Redis (embedded unless MNIST_REDIS_URL is set) + the API + N workers, until Ctrl+C or SIGTERM.
+
+    Exits 0 only after a Ctrl+C or SIGTERM. When a child dies on its own (or cannot start: the port taken, Redis
+    failing), the others are stopped and the command exits 1 with one line that says which and why.
+    """
     from service.launcher.embedded_redis import EmbeddedRedis
 
     fetch_data(args)
     settings = get_settings()
+    host, port = args.host or settings.host, args.port or settings.port
+    if problem := _listen_problem(host, port):  # before anything starts: nothing to stop, one line to read
+        sys.exit(f"error: the API cannot start: {problem}")
     embedded = None if settings.redis_url else EmbeddedRedis(settings.state_dir / "redis")
     env = dict(os.environ)
     if embedded:
-        env["MNIST_REDIS_URL"] = embedded.start()
+        try:
+            env["MNIST_REDIS_URL"] = embedded.start()
+        except (OSError, RuntimeError) as error:  # e.g. a state dir that cannot be written, a redis-server crash
+            sys.exit(f"error: the embedded Redis did not start: {error}")
         print(f"embedded redis-server: {env['MNIST_REDIS_URL']}", flush=True)
     me = [sys.executable, "-m", "service"]
-    children = [subprocess.Popen([sys.executable, "-m", "worker"], env=env) for _ in range(args.workers)]
-    children.append(
-        subprocess.Popen(
-            [*me, "api", "--host", args.host or settings.host, "--port", str(args.port or settings.port)], env=env
-        )
-    )
+    if not settings.torch_threads:  # the cores shared among the workers, not all of them for each
+        env[Settings.env_name("torch_threads")] = str(max(1, (os.cpu_count() or 1) // max(1, args.workers)))
+    children = {
+        f"worker {n}": subprocess.Popen([sys.executable, "-m", "worker"], env=env) for n in range(1, args.workers + 1)
+    }
+    children["the API"] = subprocess.Popen([*me, "api", "--host", host, "--port", str(port)], env=env)
+    watched = {**children, **({"the embedded Redis": embedded.process} if embedded else {})}
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # leave through `finally`, like Ctrl+C
+    failure = None
     try:
-        while all(child.poll() is None for child in children):  # one died: stop the rest
+        while not (ended := [(name, child) for name, child in watched.items() if child.poll() is not None]):
             time.sleep(0.5)
+        name, child = ended[0]  # one died: stop the rest, and say why
+        failure = f"{name} exited{_exit_detail(child.returncode)}"
+        if name == "the API" and (problem := _listen_problem(host, port)):
+            failure += f": {problem}"
     except (KeyboardInterrupt, SystemExit):
         pass
     finally:
-        for child in children:
-            child.terminate()
-        for child in children:
+        for child in children.values():
+            if child.poll() is None:
+                child.terminate()
+        for child in children.values():
             child.wait()
         if embedded:
             embedded.stop()
+    if failure:
+        sys.exit(f"error: {failure}; the other processes were stopped")
+
+
+def _exit_detail(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return f" (killed by {signal.Signals(-returncode).name})"
+        except ValueError:
+            return f" (killed by signal {-returncode})"
+    return f" with status {returncode}"
+
+
+def _listen_problem(host: str, port: int) -> str | None:
+    """Why the API could not listen on host:port (as uvicorn binds: SO_REUSEADDR), or None if it can."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except socket.gaierror as error:
+        return f"host {host!r} cannot be resolved ({error.strerror}): set MNIST_HOST or --host"
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            return f"port {port} is in use: set MNIST_PORT or --port"
+        if error.errno == errno.EACCES:
+            return f"port {port} needs privileges this user lacks: set MNIST_PORT or --port (1024 or above)"
+        reason = error.strerror or error
+        return f"cannot listen on {host}:{port} ({reason}): set MNIST_HOST and MNIST_PORT, or --host and --port"
+    return None
 
 
 def build_parser() -> argparse.ArgumentParser:

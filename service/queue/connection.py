@@ -24,10 +24,14 @@ def redis_client(settings: Settings, *, blocks_for_s: float = 0) -> Redis:
     )
 
 
-def async_redis_client(settings: Settings, *, blocks_for_s: float = 0) -> AsyncRedis:
-    """The same for waits that must not hold a thread (event streams block on Redis for new points)."""
+def async_redis_client(
+    settings: Settings, *, blocks_for_s: float = 0, max_connections: int | None = None
+) -> AsyncRedis:
+    """The same for waits that must not hold a thread (event streams block on Redis for new points, each on a
+    connection of its own: ``max_connections`` must cover as many as may be open)."""
     return AsyncRedis.from_url(
         _url(settings),
+        max_connections=max_connections,
         socket_timeout=settings.redis_timeout_s + blocks_for_s,
         socket_connect_timeout=settings.redis_timeout_s,
         health_check_interval=HEALTH_CHECK_INTERVAL_S,

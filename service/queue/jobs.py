@@ -14,7 +14,7 @@ from rq.job import Job as RQJob
 from rq.job import JobStatus as RQStatus
 from rq.serializers import JSONSerializer
 
-from service.domain.training_config import TrainingConfig
+from service.domain.training_config import STORED, TrainingConfig
 from service.queue import metric_stream
 from service.schemas.jobs import ENDED, Job, JobList, JobStatus, MetricsPage, Progress
 from service.settings import Settings
@@ -46,13 +46,32 @@ class JobConflict(Exception):
     """The job is in a state that does not allow the operation."""
 
 
+class QueueFull(Exception):
+    """As many jobs wait in the queue as ``MNIST_MAX_QUEUED_JOBS`` allows: a new one is refused until some start."""
+
+    retry_after_s = 30  # what the answer's Retry-After says: about the time a short job takes
+
+    def __init__(self, queued: int, limit: int) -> None:
+        super().__init__(
+            f"the training queue is full: {queued} jobs are waiting to start and at most {limit} may "
+            f"({Settings.env_name('max_queued_jobs')}); retry later, when some have started"
+        )
+        self.queued, self.limit = queued, limit
+
+
 def training_queue(redis: Redis, settings: Settings) -> Queue:
     return Queue(settings.queue_name, connection=redis, serializer=JSONSerializer)
 
 
 def submit(redis: Redis, settings: Settings, config: TrainingConfig) -> Job:
+    """Queue a training job; QueueFull if ``settings.max_queued_jobs`` already wait (concurrent submissions
+    may each pass the count, so the queue may go past the limit by as many as arrive at the same moment)."""
     config = config.resolved()
-    rq_job = training_queue(redis, settings).enqueue(
+    queue = training_queue(redis, settings)
+    queued = queue.count
+    if queued >= settings.max_queued_jobs:
+        raise QueueFull(queued, settings.max_queued_jobs)
+    rq_job = queue.enqueue(
         TASK,
         config.model_dump(mode="json"),
         job_timeout=settings.job_timeout_s,
@@ -126,7 +145,7 @@ def _fetch(redis: Redis, job_id: str) -> RQJob:
 
 
 def _public(rq_job: RQJob, latest) -> Job:
-    config = TrainingConfig.model_validate(rq_job.args[0])
+    config = TrainingConfig.model_validate(rq_job.args[0], context={STORED: True})
     status = PUBLIC_STATUS[rq_job.get_status(refresh=False)]
     meta = rq_job.meta
     return Job(
@@ -144,6 +163,8 @@ def _public(rq_job: RQJob, latest) -> Job:
         test_accuracy=meta.get("test_accuracy"),
         test_loss=meta.get("test_loss"),
         train_seconds=meta.get("train_seconds"),
+        batches=meta.get("batches"),
+        stopped_early=meta.get("stopped_early"),
         error=_error(rq_job, status),
     )
 

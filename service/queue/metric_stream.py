@@ -8,6 +8,12 @@ from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
 from service.domain.metric_point import MetricPoint
+from service.domain.training_config import MAX_TOTAL_BATCHES
+
+# A stream never holds more points than this (XADD MAXLEN, trimmed approximately, so never below it): a safety
+# net against a writer gone wrong. A legal job has at most MAX_TOTAL_BATCHES points an attempt, so it loses none;
+# of a retried job's earlier attempts, the oldest points go first.
+MAX_POINTS = MAX_TOTAL_BATCHES
 
 _FLOAT_FIELDS = ("loss", "accuracy", "elapsed_s", "val_loss", "val_accuracy")
 CURSOR_PATTERN = r"^\d{1,19}-\d{1,19}$"  # a stream id, `<attempt>-<batch>`
@@ -15,6 +21,14 @@ CURSOR_PATTERN = r"^\d{1,19}-\d{1,19}$"  # a stream id, `<attempt>-<batch>`
 
 def stream_key(job_id: str) -> str:
     return f"mnist:metrics:{job_id}"
+
+
+def append(pipe: Redis, job_id: str, point: MetricPoint, max_points: int = MAX_POINTS) -> None:
+    """Queue on ``pipe`` the XADD of ``point`` under its id ``<attempt>-<batch>``, the stream kept to about
+    ``max_points`` (Redis refuses an id it already holds, so a resend cannot duplicate a point)."""
+    pipe.xadd(
+        stream_key(job_id), encode(point), id=f"{point.attempt}-{point.batch}", maxlen=max_points, approximate=True
+    )
 
 
 def encode(point: MetricPoint) -> dict[str, str]:
