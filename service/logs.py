@@ -29,9 +29,25 @@ class ContextFilter(logging.Filter):
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object per record. The API writes one for every request (uvicorn's access line), so this is kept
+    cheap: one encoder made once, and the time's text made once a second."""
+
+    _encode = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(..., ensure_ascii=False) makes one per call
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._second, self._second_text = -1, ""
+
+    def _time(self, created: float) -> str:
+        second = int(created)
+        if second != self._second:  # a race here only makes the same text twice
+            self._second_text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            self._second = second
+        return f"{self._second_text}.{int((created - second) * 1000):03d}+00:00"
+
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "time": self._time(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -41,7 +57,7 @@ class JsonFormatter(logging.Formatter):
                 entry[field] = getattr(record, field)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
+        return self._encode(entry)
 
 
 def setup_logging(level: str) -> None:
@@ -50,6 +66,11 @@ def setup_logging(level: str) -> None:
     Only the root logger gets a handler: uvicorn (started without a log config) and RQ (which adds handlers
     only where none are in effect) then propagate to it, and nothing is printed twice.
     """
+    # What a record would otherwise gather and no line shows: the caller's file and line (a walk up the stack),
+    # the thread's, process's and task's names.
+    logging._srcfile = None  # documented in the logging module: "Setting _srcfile to None will prevent findCaller()"
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    logging.logAsyncioTasks = False  # Python 3.12+
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     handler.addFilter(ContextFilter())

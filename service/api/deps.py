@@ -1,4 +1,8 @@
-"""What the routes get by dependency injection: settings and the Redis clients, all made once per app."""
+"""What the routes get by dependency injection: settings and the Redis clients, all made once per app.
+
+Each is `async def`, though none waits on anything: FastAPI calls a plain `def` dependency in a worker thread,
+and that hand-off, for every dependency of every request, would cost more than the rest of a small request.
+"""
 
 from typing import Annotated
 
@@ -10,24 +14,24 @@ from service.serving.inference import Batcher, ModelCache
 from service.settings import Settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_redis(request: Request) -> Redis:
+async def get_redis(request: Request) -> Redis:
     return request.app.state.redis
 
 
-def get_async_redis(request: Request) -> AsyncRedis:
+async def get_async_redis(request: Request) -> AsyncRedis:
     """For waits that must not hold a thread: event streams block on Redis for new points."""
     return request.app.state.async_redis
 
 
-def get_model_cache(request: Request) -> ModelCache:
+async def get_model_cache(request: Request) -> ModelCache:
     return request.app.state.models
 
 
-def get_batcher(request: Request) -> Batcher:
+async def get_batcher(request: Request) -> Batcher:
     return request.app.state.batcher
 
 

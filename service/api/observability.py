@@ -5,13 +5,12 @@ own task, so the request id they set is seen by everything that logs for the req
 included, and a streamed response is timed until its last byte.
 """
 
+import os
 import re
 import time
-import uuid
 
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
-from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import logs
@@ -40,12 +39,13 @@ class RequestIdMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        given = Headers(scope=scope).get(REQUEST_ID_HEADER, "")
-        request_id = given if _ACCEPTABLE_ID.fullmatch(given) else uuid.uuid4().hex
+        given = _header(scope, _REQUEST_ID_KEY)
+        request_id = given if given and _ACCEPTABLE_ID.fullmatch(given) else os.urandom(16).hex()
+        pair = (_REQUEST_ID_KEY, request_id.encode("latin-1"))
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                MutableHeaders(scope=message).append(REQUEST_ID_HEADER, request_id)
+                message["headers"] = [*message.get("headers", ()), pair]
             await send(message)
 
         token = logs.request_id.set(request_id)
@@ -80,3 +80,14 @@ class HttpMetricsMiddleware:
             route = scope.get("route")  # set by the router on the shared scope when a route matched
             template = route.path if route else "unmatched"
             prometheus.observe_http_request(scope["method"], template, status, time.perf_counter() - started)
+
+
+_REQUEST_ID_KEY = REQUEST_ID_HEADER.lower().encode("latin-1")
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    """The first value of header `name` (lower case), read from the raw list: no Headers object per request."""
+    for key, value in scope["headers"]:
+        if key == name:  # ASGI servers give names in lower case
+            return value.decode("latin-1")
+    return None

@@ -5,8 +5,9 @@ lives in Redis (jobs, the queue, workers, the speed of running jobs) is read by 
 Prometheus scrapes, so it is never stale, and every API replica reports the same values.
 """
 
+import functools
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client import Counter, Histogram, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily
@@ -39,13 +40,26 @@ PREDICTIONS = Counter("mnist_predictions", "Images classified, by the model that
 
 
 def observe_http_request(method: str, route: str, status: int, seconds: float) -> None:
-    HTTP_REQUESTS.labels(method, route, str(status)).inc()
-    HTTP_REQUEST_DURATION.labels(method, route).observe(seconds)
+    count, time_it = _http_series(method, route, status)
+    count()
+    time_it(seconds)
+
+
+@functools.lru_cache(maxsize=4096)  # a few per route; bounded whatever clients send
+def _http_series(method: str, route: str, status: int) -> tuple[Callable[[], None], Callable[[float], None]]:
+    """The counter and the histogram of one (method, route, status), looked up once: `labels()` takes a lock and
+    checks its arguments at each call, on every request."""
+    return HTTP_REQUESTS.labels(method, route, str(status)).inc, HTTP_REQUEST_DURATION.labels(method, route).observe
 
 
 def count_predictions(model_id: str, images: int = 1) -> None:
     """Count ``images`` classified by the model ``model_id``."""
-    PREDICTIONS.labels(model_id).inc(images)
+    _predictions_of(model_id)(images)
+
+
+@functools.lru_cache(maxsize=1024)
+def _predictions_of(model_id: str) -> Callable[[float], None]:
+    return PREDICTIONS.labels(model_id).inc
 
 
 _GAUGES = {

@@ -32,6 +32,10 @@ class Job(BaseModel):
     test_accuracy: float | None = Field(None, description="Accuracy on the full 10,000-image test set.")
     test_loss: float | None = None
     train_seconds: float | None = Field(None, description="Time spent in the training loop.")
+    batches: int | None = Field(None, description="Batches trained, once succeeded: fewer when stopped early.")
+    stopped_early: bool | None = Field(
+        None, description="Whether the holdout reached `target_accuracy` before the last batch."
+    )
     error: str | None = None
 
     @computed_field(description="Whether the job has ended (succeeded, failed or canceled): its status is final.")

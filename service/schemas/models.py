@@ -4,7 +4,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from service.domain.model_store import ModelMetadata
+from service.domain.model_metadata import ModelMetadata
 from service.domain.training_config import TrainingConfig
 
 

@@ -2,12 +2,15 @@
 
 The file is exported on the first request and cached as ``model.onnx`` beside the model's weights: a model's
 weights never change, so neither does its export. It is written under a temporary name and renamed, so a
-concurrent reader sees the whole file or none.
+concurrent reader sees the whole file or none; a process makes one export at a time.
 
 The graph is the network followed by a softmax: input ``image``, float32 ``[N, 1, 28, 28]`` in 0..1 (the batch
 axis is dynamic); output ``probabilities``, float32 ``[N, 10]``, the same as /predict's. ONNX opset 17.
 """
 
+import os
+import tempfile
+import threading
 import warnings
 from pathlib import Path
 
@@ -15,7 +18,6 @@ import torch
 from torch import nn
 
 from service.domain import model_store
-from service.domain.files import atomic_path
 from service.domain.mnist import IMAGE_SIDE
 
 ONNX_FILE = "model.onnx"
@@ -30,16 +32,36 @@ warnings.filterwarnings(
 )
 
 
+# torch.onnx.export is not re-entrant (it sets process-wide state while it traces): two at once fail. So a
+# process's exports run one at a time, and a request that waited finds the file that the one before it wrote.
+_EXPORTING = threading.Lock()
+
+
 def onnx_file(model_dir: Path, model_id: str) -> Path:
-    """The model's ONNX file, exported now unless it already is."""
-    weights = model_store.weights_file(model_dir, model_id)
-    exported = weights.with_name(ONNX_FILE)
+    """The model's ONNX file, exported now unless it already is. ModelNotFound if the model is deleted before
+    its export is in place; it may be deleted after, so open the file with ``model_store.open_file``."""
+    exported = model_store.weights_file(model_dir, model_id).with_name(ONNX_FILE)
     if exported.is_file():
         return exported
-    network, _ = model_store.load_network(model_dir, model_id)
-    # Two requests exporting at once both write the same file: either wins.
-    with atomic_path(exported) as staging:
-        export_onnx(network, staging)
+    with _EXPORTING:
+        if exported.is_file():  # exported while this request waited
+            return exported
+        network, _ = model_store.load_network(model_dir, model_id)
+        # Staged beside the models' folders, then renamed into the model's. Not `atomic_path(exported)`: it makes
+        # the folder of its file when there is none, so a model deleted meanwhile would come back as a folder
+        # without metadata.
+        descriptor, name = tempfile.mkstemp(prefix=f".{model_id}.", suffix=f".{ONNX_FILE}.part", dir=model_dir)
+        os.close(descriptor)
+        staging = Path(name)
+        try:
+            export_onnx(network, staging)
+            os.chmod(staging, 0o644)  # mkstemp's files are private
+            try:
+                os.replace(staging, exported)
+            except FileNotFoundError:  # the model's folder was renamed away: deleted during the export
+                raise model_store.ModelNotFound(f"no model {model_id!r}") from None
+        finally:
+            staging.unlink(missing_ok=True)
     return exported
 
 

@@ -14,27 +14,56 @@ HTTP status to answer with:
 * 413 `ImageTooLarge`: the declared size is over the pixel limit (checked before decoding),
 * 422 `NoDigitFound`: nothing stands out from the background,
 * 422 `BadPixels`: a JSON pixel grid of the wrong shape or with bad values.
+
+Memory: a picture is decoded at full size in its own mode (a large JPEG at 1/2 to 1/8 of it), then converted and
+shrunk a band of rows at a time, so no second full-size copy is made. `decoding_bytes` says what a picture costs;
+`DecodingBudget` keeps what all requests decode at once within a limit.
 """
 
+import asyncio
 import io
 import numbers
 import struct
-from collections.abc import Sequence
+import threading
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import Literal
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
+
+from service.domain.mnist import IMAGE_SIDE
 
 # Only plain raster formats: Pillow's other plugins (EPS runs Ghostscript, ...) are attack surface.
 FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP")  # JPEG includes MPO
 _WORK = 512  # pictures are shrunk early, but their shorter side kept >= this: a digit filling
 #              only part of a photo still spans well over the 20 px it is scaled to
 _MAX_SIDE = 4096  # ... and their longer side kept <= this, so a 40000x1000 strip costs no more than a photo
-_BOX, _SIDE, _CENTRE = 20, 28, 14.0  # MNIST's centres of mass: mean 14.00, sd 0.29 (training set)
+_BAND_PIXELS = 1 << 20  # pictures are converted and shrunk this many pixels at a time
+_WORKING_BYTES = 24 << 20  # what that takes at most, with the rest of `to_mnist`
+_PIXEL_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2}  # what Pillow stores a pixel of these modes in; others take 4
+_ORIENTATION = 0x0112  # the EXIF tag, and how to turn a picture upright for each of its values
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_BOX = 20  # MNIST's digits fit a 20x20 box inside the 28x28 image ...
+_CENTRE = IMAGE_SIDE / 2  # ... with their centre of mass at its centre: mean 14.00, sd 0.29 (training set)
 _MIN_INK = 0.001  # a digit covers at least this fraction of the picture
 _MIN_CONTRAST = 16.0  # grey levels the ink must rise above the background's cut-off
 _FAINT = 0.01  # a line across the picture with under this share of the fullest one's ink is empty
 _SPECK = 0.05  # a run of ink lines with under this share of the heaviest run's ink is a speck
+
+# Pillow allocates a large picture's pixels in blocks of 16 MB: under glibc's 32 MB ceiling for memory it maps
+# (and unmaps when freed), so once freed they stay with the thread's malloc arena, and each thread of the pool
+# that decodes a large picture keeps its own. In blocks of 64 MB they are mapped, and given back when freed.
+Image.core.set_block_size(64 << 20)
 
 
 class ImageError(ValueError):
@@ -59,20 +88,114 @@ class BadPixels(ImageError):
     status_code = 422
 
 
-def decode_image(data: bytes, max_pixels: int = 40_000_000) -> Image.Image:
-    """Decode uploaded bytes, upright (EXIF orientation applied); animated images give their
-    first frame, JPEGs may come back shrunk by libjpeg (by 2, 4 or 8, never below what
-    `to_mnist` needs)."""
+def open_image(data: bytes, max_pixels: int = 40_000_000) -> Image.Image:
+    """The picture in `data`, its header read and its size checked, nothing decoded yet. Its `size` is what
+    `load_image` will decode: a large JPEG is decoded by libjpeg at 1/2, 1/4 or 1/8 of its size (never below
+    what `to_mnist` needs)."""
     if not data:
         raise UndecodableImage("cannot decode image: empty file")
-    try:
+    with _decoding_errors(max_pixels):
         image = Image.open(io.BytesIO(data), formats=FORMATS)
         width, height = image.size  # declared in the header; nothing is decoded yet
         if width * height > max_pixels:
             raise ImageTooLarge(f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
-        image.draft(image.mode, (_WORK, _WORK))  # JPEG only: decode at a fraction of the size
-        image.load()  # the first frame of an animation
-        ImageOps.exif_transpose(image, in_place=True)  # phones store photos turned, with a tag
+        factor = _reduction(image.size)
+        if factor > 1:  # JPEG only: decode at a fraction of the size, no smaller than the reduction to come
+            image.draft(image.mode, (-(-width // factor), -(-height // factor)))
+    return image
+
+
+def load_image(image: Image.Image, max_pixels: int = 40_000_000) -> Image.Image:
+    """Decode an opened picture (an animation's first frame), in its own mode; `to_mnist` turns it upright."""
+    with _decoding_errors(max_pixels):
+        image.load()
+        image.getexif()  # read here, where a corrupt one is an ImageError; kept for `to_mnist`
+    return image
+
+
+def decode_image(data: bytes, max_pixels: int = 40_000_000) -> Image.Image:
+    """Open and decode uploaded bytes (see `open_image` and `load_image`)."""
+    return load_image(open_image(data, max_pixels), max_pixels)
+
+
+def decoding_bytes(image: Image.Image) -> int:
+    """About the most memory that decoding an opened picture and making it a digit takes, in bytes. Measured with
+    Pillow 13 on 40-megapixel pictures: the decoded picture in its own mode (1, 2 or 4 bytes a pixel), and 24 MB
+    for the bands `to_mnist` converts; a WebP takes 16 bytes a pixel (libwebp's two canvases, and Pillow's copy of
+    one); a progressive JPEG, 2 bytes a pixel per colour for libjpeg's coefficients at full size, however small
+    it is decoded."""
+    width, height = image.size
+    if image.format == "WEBP":
+        return 16 * width * height
+    cost = _PIXEL_BYTES.get(image.mode[:4], 4) * width * height + _WORKING_BYTES
+    if image.format in ("JPEG", "MPO") and image.info.get("progressive"):
+        scale = image.decoderconfig[0] if image.decoderconfig else 1  # what `open_image`'s draft shrinks it by
+        cost += 2 * len(image.getbands()) * width * height * scale * scale
+    return cost
+
+
+class DecodingBudget:
+    """The memory that decoding pictures takes in this process, all requests together, kept within `max_bytes`
+    (see `decoding_bytes`): a request waits its turn, in order of arrival and without holding a thread, until
+    what it needs fits. One that needs more than the whole budget waits until nothing else is decoding. Usable
+    from any thread and event loop."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.in_use = 0
+        self._lock = threading.Lock()
+        self._waiting: deque[_Waiter] = deque()
+
+    @asynccontextmanager
+    async def reserve(self, cost: int) -> AsyncIterator[None]:
+        cost = min(cost, self.max_bytes)
+        waiter = _Waiter(cost, asyncio.get_running_loop())
+        with self._lock:
+            self._waiting.append(waiter)
+            self._grant()
+        try:
+            await waiter.turn
+        except BaseException:
+            with self._lock:
+                if waiter.granted:  # its turn came as it was cancelled: give it back
+                    self.in_use -= cost
+                else:
+                    self._waiting.remove(waiter)
+                self._grant()
+            raise
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.in_use -= cost
+                self._grant()
+
+    def _grant(self) -> None:
+        while self._waiting and self.in_use + self._waiting[0].cost <= self.max_bytes:
+            waiter = self._waiting.popleft()
+            waiter.granted = True
+            self.in_use += waiter.cost
+            waiter.loop.call_soon_threadsafe(_wake, waiter.turn)
+
+
+class _Waiter:
+    def __init__(self, cost: int, loop: asyncio.AbstractEventLoop) -> None:
+        self.cost = cost
+        self.loop = loop
+        self.turn: asyncio.Future[None] = loop.create_future()
+        self.granted = False
+
+
+def _wake(turn: asyncio.Future[None]) -> None:
+    if not turn.done():
+        turn.set_result(None)
+
+
+@contextmanager
+def _decoding_errors(max_pixels: int) -> Iterator[None]:
+    """Pillow's errors while it reads a picture, as `ImageError`s that tell the user what is wrong."""
+    try:
+        yield
     except ImageError:
         raise
     except UnidentifiedImageError:
@@ -84,7 +207,6 @@ def decode_image(data: bytes, max_pixels: int = 40_000_000) -> Image.Image:
         raise ImageTooLarge(f"image is over {2 * Image.MAX_IMAGE_PIXELS} pixels; the limit is {max_pixels}") from None
     except (OSError, SyntaxError, ValueError, EOFError, struct.error) as error:
         raise UndecodableImage(f"cannot decode image: {error}") from None
-    return image
 
 
 def to_mnist(image: Image.Image) -> np.ndarray:
@@ -106,15 +228,15 @@ def pixels_to_array(
     if not isinstance(pixels, (list, tuple)):
         raise BadPixels(f"{shape}; got {type(pixels).__name__}")
     if any(isinstance(row, (list, tuple)) for row in pixels):
-        if len(pixels) != _SIDE:
+        if len(pixels) != IMAGE_SIDE:
             raise BadPixels(f"{shape}; got {len(pixels)} rows")
         for index, row in enumerate(pixels):
             if not isinstance(row, (list, tuple)):
                 raise BadPixels(f"{shape}; row {index} is not a list")
-            if len(row) != _SIDE:
+            if len(row) != IMAGE_SIDE:
                 raise BadPixels(f"{shape}; row {index} has {len(row)} values")
         values = [value for row in pixels for value in row]
-    elif len(pixels) != _SIDE * _SIDE:
+    elif len(pixels) != IMAGE_SIDE * IMAGE_SIDE:
         raise BadPixels(f"{shape}; got {len(pixels)} values")
     else:
         values = list(pixels)
@@ -123,7 +245,7 @@ def pixels_to_array(
         raise BadPixels("pixel values must be numbers")
     top = 255.0 if scale == "255" else 1.0
     try:
-        array = np.array(values, dtype=np.float64).reshape(_SIDE, _SIDE)
+        array = np.array(values, dtype=np.float64).reshape(IMAGE_SIDE, IMAGE_SIDE)
     except OverflowError:  # JSON integers have no size limit
         raise BadPixels(f"pixel values must be within 0..{top:g}; found a huge number") from None
     bad = ~(np.isfinite(array) & (array >= 0) & (array <= top))
@@ -140,32 +262,57 @@ def mnist_to_input(array_uint8: np.ndarray) -> np.ndarray:
     return np.asarray(array_uint8, dtype=np.float32) / 255.0
 
 
+def _reduction(size: tuple[int, int]) -> int:
+    """The factor a picture of `size` is shrunk by: to a shorter side of at most 2 * _WORK and a longer side of at
+    most _MAX_SIDE."""
+    return max(1, min(size) // _WORK, -(-max(size) // _MAX_SIDE))
+
+
 def _grayscale(image: Image.Image) -> np.ndarray:
-    """Luminance 0..255 as float32, shrunk (box-averaged) to a shorter side of at most 2 * _WORK and a longer
-    side of at most _MAX_SIDE."""
-    if image.has_transparency_data:
-        image = image.convert("RGBA").convert("LA")  # palette transparency becomes alpha
-    elif image.mode == "LAB":  # (TIFF) Pillow cannot convert it, but L is the lightness
-        image = image.getchannel("L")
-    elif image.mode.startswith("I;16"):
-        image = image.convert("I")
-    elif image.mode not in ("I", "F"):
-        image = image.convert("L")
-    factor = max(min(image.size) // _WORK, -(-max(image.size) // _MAX_SIDE))
-    if factor > 1:
-        image = image.reduce(factor)  # averages premultiplied alpha, so edges stay right
-    values = np.asarray(image, dtype=np.float32)
-    if image.mode == "LA":
+    """Luminance 0..255 as float32, shrunk (box-averaged) by `_reduction` and turned upright.
+
+    The picture is converted and shrunk a band of rows at a time, so that its decoded pixels are the only copy of
+    it at full size: converted whole first, a 40-megapixel RGBA picture would take 2.5 times its own memory again.
+    """
+    factor = _reduction(image.size)
+    mode, convert = _gray_mode(image)
+    if factor == 1:
+        reduced = convert(image)
+    else:
+        width, height = image.size
+        rows = factor * max(1, _BAND_PIXELS // (width * factor))
+        reduced = Image.new(mode, (-(-width // factor), -(-height // factor)))
+        for top in range(0, height, rows):
+            band = convert(image.crop((0, top, width, min(top + rows, height))))
+            reduced.paste(band.reduce(factor), (0, top // factor))  # LA: averages premultiplied alpha
+    orientation = image.getexif().get(_ORIENTATION, 1)  # phones store photos turned, with a tag
+    if orientation in _UPRIGHT:
+        reduced = reduced.transpose(_UPRIGHT[orientation])
+    values = np.asarray(reduced, dtype=np.float32)
+    if mode == "LA":
         luminance, alpha = values[..., 0], values[..., 1] / 255
         # Show the strokes on a backdrop they stand out from: white unless they are light.
         light_strokes = (luminance * alpha).sum() > 127.5 * alpha.sum()
         return luminance * alpha + (0.0 if light_strokes else 255.0) * (1 - alpha)
-    if image.mode in ("I", "F"):
+    if mode in ("I", "F"):
         peak = values.max(initial=0)
         # 16-bit data (I;16 PNGs) spans 0..65535; float pictures are often 0..1.
-        unit = 255 / 65535 if peak > 255 else 255.0 if image.mode == "F" and peak <= 1 else 1.0
+        unit = 255 / 65535 if peak > 255 else 255.0 if mode == "F" and peak <= 1 else 1.0
         return np.clip(values * unit, 0, 255)
     return values
+
+
+def _gray_mode(image: Image.Image) -> tuple[str, Callable[[Image.Image], Image.Image]]:
+    """The mode that `_grayscale` works in for `image`, and how to convert (part of) it to that mode."""
+    if image.has_transparency_data:
+        return "LA", lambda part: part.convert("RGBA").convert("LA")  # palette transparency becomes alpha
+    if image.mode == "LAB":  # (TIFF) Pillow cannot convert it, but L is the lightness
+        return "L", lambda part: part.getchannel("L")
+    if image.mode.startswith("I;16"):
+        return "I", lambda part: part.convert("I")
+    if image.mode in ("I", "F"):
+        return image.mode, lambda part: part
+    return "L", lambda part: part.convert("L")
 
 
 def _isolate_ink(gray: np.ndarray) -> np.ndarray:
@@ -235,8 +382,8 @@ def _centre(digit: np.ndarray) -> np.ndarray:
     total = digit.sum()
     com_row = digit.sum(axis=1) @ np.arange(height) / total
     com_col = digit.sum(axis=0) @ np.arange(width) / total
-    top = int(np.clip(round(_CENTRE - com_row), 0, _SIDE - height))
-    left = int(np.clip(round(_CENTRE - com_col), 0, _SIDE - width))
-    out = np.zeros((_SIDE, _SIDE), dtype=np.float32)
+    top = int(np.clip(round(_CENTRE - com_row), 0, IMAGE_SIDE - height))
+    left = int(np.clip(round(_CENTRE - com_col), 0, IMAGE_SIDE - width))
+    out = np.zeros((IMAGE_SIDE, IMAGE_SIDE), dtype=np.float32)
     out[top : top + height, left : left + width] = digit
     return np.rint(out).astype(np.uint8)

@@ -133,6 +133,12 @@ def network_input(request: InferenceRequest, max_batch: int) -> np.ndarray:
         values = np.asarray(tensor.data, dtype=np.float64).ravel()
     except (ValueError, TypeError):  # ragged nesting, strings, nulls
         raise ProtocolError(f"input {INPUT_NAME!r}: data must be numbers, row-major, flat or nested") from None
+    except OverflowError:  # JSON integers have no bound; the largest float64 is about 1.8e308
+        top = INPUT_DATATYPES[tensor.datatype][0]
+        raise ProtocolError(
+            f"input {INPUT_NAME!r}: data holds an integer too large to be a number (over 1e308); "
+            f"{tensor.datatype} values must be within 0..{top}"
+        ) from None
     if values.size != np.prod(tensor.shape):
         raise ProtocolError(
             f"input {INPUT_NAME!r}: shape {tensor.shape} holds {np.prod(tensor.shape)} values; data has {values.size}"

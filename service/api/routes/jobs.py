@@ -14,7 +14,15 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 JobId = Annotated[str, Path(pattern=jobs.JOB_ID_PATTERN, description="The job's id (a UUID).")]
 _NOT_FOUND = {404: {"description": "No such job"}}
-_NOT_JSON = {415: {"model": ErrorResponse, "description": "A body that is not `application/json`."}}
+_SUBMIT_ERRORS = {
+    415: {"model": ErrorResponse, "description": "A body that is not `application/json`."},
+    429: {
+        "model": ErrorResponse,
+        "description": "`MNIST_MAX_QUEUED_JOBS` jobs already wait in the queue: retry after the `Retry-After` "
+        "header's seconds.",
+        "headers": {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}},
+    },
+}
 
 
 async def json_body(request: Request) -> None:
@@ -32,7 +40,11 @@ async def json_body(request: Request) -> None:
 
 
 @router.post(
-    "", status_code=status.HTTP_202_ACCEPTED, response_model=Job, responses=_NOT_JSON, dependencies=[Depends(json_body)]
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Job,
+    responses=_SUBMIT_ERRORS,
+    dependencies=[Depends(json_body)],
 )
 def submit_job(
     redis: RedisDep,

@@ -1,14 +1,17 @@
 """The model store: list, inspect and delete trained models, and choose the one /predict uses by default."""
 
+import os
+from collections.abc import Iterator
 from pathlib import Path as FilePath
-from typing import Annotated, Literal
+from typing import Annotated, BinaryIO, Literal
 
 from fastapi import APIRouter, Path, Query, status
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, StreamingResponse
+from starlette.background import BackgroundTask
 
 from service.api.deps import ModelCacheDep, SettingsDep
 from service.domain import model_store
-from service.domain.model_store import ModelMetadata
+from service.domain.model_metadata import ModelMetadata
 from service.schemas.errors import ErrorResponse
 from service.schemas.models import DefaultModel, ModelList, ModelSummary
 from service.serving import export
@@ -24,6 +27,7 @@ DownloadFormat = Annotated[
         f"input `{export.ONNX_INPUT}` float32 [N, 1, 28, 28] in 0..1, output `{export.ONNX_OUTPUT}` float32 [N, 10]."
     ),
 ]
+_CHUNK_BYTES = 64 * 1024
 
 
 def _default(model_dir: FilePath) -> DefaultModel:
@@ -51,13 +55,34 @@ def get_model(settings: SettingsDep, model_id: ModelId) -> ModelMetadata:
         200: {"content": {"application/octet-stream": {}}, "description": "The model's file"},
     },
 )
-def download_model(settings: SettingsDep, model_id: ModelId, format: DownloadFormat = "safetensors") -> FileResponse:
+def download_model(
+    settings: SettingsDep, model_id: ModelId, format: DownloadFormat = "safetensors"
+) -> StreamingResponse:
     """The model's weights as a file: safetensors, or ONNX (exported on the first request, then cached)."""
     if format == "onnx":
-        path = export.onnx_file(settings.model_dir, model_id)
+        name = export.onnx_file(settings.model_dir, model_id).name
     else:
-        path = model_store.weights_file(settings.model_dir, model_id)
-    return FileResponse(path, media_type="application/octet-stream", filename=f"{model_id}.{format}")
+        name = model_store.WEIGHTS_FILE
+    return _attachment(model_store.open_file(settings.model_dir, model_id, name), f"{model_id}.{format}")
+
+
+def _attachment(file: BinaryIO, filename: str) -> StreamingResponse:
+    """A file opened here, before the answer starts (not by path, as FileResponse does when it sends): a model
+    deleted after this is still sent whole, and one deleted before was a 404."""
+
+    def chunks() -> Iterator[bytes]:
+        with file:
+            while chunk := file.read(_CHUNK_BYTES):
+                yield chunk
+
+    headers = {
+        "content-length": str(os.fstat(file.fileno()).st_size),
+        "content-disposition": f'attachment; filename="{filename}"',
+    }
+    # The file is closed when the answer ends, even if its client leaves before the first chunk.
+    return StreamingResponse(
+        chunks(), media_type="application/octet-stream", headers=headers, background=BackgroundTask(file.close)
+    )
 
 
 @router.delete("/{model_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_NOT_FOUND)

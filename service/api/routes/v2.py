@@ -10,9 +10,13 @@ from fastapi import APIRouter, HTTPException, Path, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 
 import service
+from service.api.bodies import json_request_body, max_json_values, parse_json, read_json_body, validation_error
 from service.api.deps import BatcherDep, ModelCacheDep, SettingsDep
+from service.api.limits import allow_body
 from service.api.prometheus import count_predictions
 from service.domain import model_store
 from service.domain.model_store import ModelNotFound
@@ -29,6 +33,7 @@ from service.serving.open_inference import (
     ServerMetadataResponse,
     ServerReadiness,
 )
+from service.settings import Settings
 
 
 class ProtocolErrorRoute(APIRoute):
@@ -62,7 +67,15 @@ def _describe(problem: dict[str, Any]) -> str:
     return f"{where}: {problem['msg']}"
 
 
-_ERRORS = {400: {"model": ProtocolErrorResponse}, 404: {"model": ProtocolErrorResponse}}
+_ERRORS = {
+    400: {"model": ProtocolErrorResponse},
+    404: {"model": ProtocolErrorResponse},
+    413: {
+        "model": ProtocolErrorResponse,
+        "description": "A body over `MNIST_MAX_TENSOR_BODY_BYTES`, or with more values than `MNIST_MAX_BATCH` images "
+        "need.",
+    },
+}
 # The protocol's clients send JSON bodies without a content type (tritonclient does): read them as JSON anyway.
 router = APIRouter(
     prefix="/v2",
@@ -129,31 +142,62 @@ def model_version_ready(models: ModelCacheDep, name: ModelName, version: ModelVe
     return ModelReadiness(name=name, ready=True)
 
 
-@router.post("/models/{name}/infer", response_model=InferenceResponse, response_model_exclude_none=True)
-def infer(
-    settings: SettingsDep, models: ModelCacheDep, batcher: BatcherDep, name: ModelName, request: InferenceRequest
-) -> InferenceResponse:
-    """Classify a batch of MNIST-like images (FP32 0..1 or UINT8 0..255, `[N, 1, 28, 28]` or `[N, 784]`)."""
-    return _infer(settings.max_batch, models, batcher, _model_id(models, name, None), request)
+# The body is read here rather than by FastAPI, which would parse it on the event loop however many values it holds.
+_INFER_BODY = {"requestBody": json_request_body(InferenceRequest.model_json_schema())}
 
 
 @router.post(
-    "/models/{name}/versions/{version}/infer", response_model=InferenceResponse, response_model_exclude_none=True
+    "/models/{name}/infer",
+    response_model=InferenceResponse,
+    response_model_exclude_none=True,
+    openapi_extra=_INFER_BODY,
 )
-def infer_version(
+async def infer(
+    request: Request, settings: SettingsDep, models: ModelCacheDep, batcher: BatcherDep, name: ModelName
+) -> InferenceResponse:
+    """Classify a batch of MNIST-like images (FP32 0..1 or UINT8 0..255, `[N, 1, 28, 28]` or `[N, 784]`)."""
+    inference = await _read_inference_request(request, settings)
+    return await run_in_threadpool(_infer, settings.max_batch, models, batcher, name, None, inference)
+
+
+@router.post(
+    "/models/{name}/versions/{version}/infer",
+    response_model=InferenceResponse,
+    response_model_exclude_none=True,
+    openapi_extra=_INFER_BODY,
+)
+async def infer_version(
+    request: Request,
     settings: SettingsDep,
     models: ModelCacheDep,
     batcher: BatcherDep,
     name: ModelName,
     version: ModelVersion,
-    request: InferenceRequest,
 ) -> InferenceResponse:
-    return _infer(settings.max_batch, models, batcher, _model_id(models, name, version), request)
+    inference = await _read_inference_request(request, settings)
+    return await run_in_threadpool(_infer, settings.max_batch, models, batcher, name, version, inference)
+
+
+async def _read_inference_request(request: Request, settings: Settings) -> InferenceRequest:
+    allow_body(request, settings.max_tensor_body_bytes)
+    body = await read_json_body(request, max_json_values(settings.max_batch), settings.max_batch)
+    return await run_in_threadpool(_parse_inference_request, body)
+
+
+def _parse_inference_request(body: bytes) -> InferenceRequest:
+    # Any content type is read as JSON: the protocol's clients send JSON without one (tritonclient does).
+    if not body:
+        raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "Field required"}])
+    try:
+        return InferenceRequest.model_validate(parse_json(body))
+    except ValidationError as error:
+        raise validation_error(error) from None
 
 
 def _infer(
-    max_batch: int, models: ModelCache, batcher: Batcher, model_id: str, request: InferenceRequest
+    max_batch: int, models: ModelCache, batcher: Batcher, name: str, version: str | None, request: InferenceRequest
 ) -> InferenceResponse:
+    model_id = _model_id(models, name, version)
     images = protocol.network_input(request, max_batch)
     probabilities = batcher.classify(models.network(model_id), images)
     count_predictions(model_id, len(images))
