@@ -89,3 +89,54 @@ def device_name() -> str:
     if torch.cuda.is_available():
         return torch.cuda.get_device_name()
     return "cpu"
+
+
+def fast_against_handwritten(client, data_dir: Path, seeds: list[int]) -> dict:
+    """The `fast` preset through the service against the hand-written loop (bench.handwritten), interleaved per
+    seed: the preset's training time over the loop's, from the same run."""
+    from bench import handwritten
+
+    handwritten.run(data_dir, seed=0, epochs=1, batch_size=128)  # its first run pays torch's one-time costs
+    loops, fast = [], []
+    for seed in seeds:
+        loops.append(handwritten.run(data_dir, seed=seed))
+        fast.append(service_run(client, TrainingConfig(preset="fast", seed=seed)))
+    return {
+        "handwritten": loops,
+        "fast": fast,
+        "handwritten_train_s": median(loops, "train_s"),
+        "fast_train_s": median(fast, "train_s"),
+        "ratio": median(fast, "train_s") / median(loops, "train_s"),
+    }
+
+
+def _concurrent_job(args: tuple) -> dict:
+    config, data_dir, threads = args
+    torch.set_num_threads(threads)
+    return bare_run(config, data_dir)
+
+
+def threads_per_worker(data_dir: Path, config: TrainingConfig, workers: int = 2) -> dict:
+    """Two workers' jobs at once on one machine, as `mnist-service run --workers 2` runs them: each worker process
+    with torch's threads = the cores divided among the workers (MNIST_TORCH_THREADS' default under `run`) against
+    all the cores each (a worker started alone). Throughput: the images of all jobs over the wall time."""
+    import multiprocessing
+    import os
+
+    cores = len(os.sched_getaffinity(0))
+    results = {}
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        pool.map(_concurrent_job, [(config.model_copy(update={"train_batches": 5}), data_dir, 1)] * workers)
+        for label, threads in (("shared", max(1, cores // workers)), ("all_cores", cores)) * 2:  # interleaved
+            started = time.perf_counter()
+            pool.map(
+                _concurrent_job, [(config.model_copy(update={"seed": n}), data_dir, threads) for n in range(workers)]
+            )
+            wall = time.perf_counter() - started
+            results.setdefault(label, []).append(workers * config.total_batches * config.batch_size / wall)
+    return {
+        "workers": workers,
+        "cores": cores,
+        "threads": {"shared": max(1, cores // workers), "all_cores": cores},
+        "images_per_s": {label: statistics.median(runs) for label, runs in results.items()},
+    }

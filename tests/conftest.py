@@ -1,28 +1,46 @@
-"""Shared fixtures: the real MNIST files, a real Redis, and the real service as processes."""
+"""The fixtures: the real MNIST files, a real Redis, the API in this process on a real socket, and the service's
+processes where processes are the point. Helpers that are not fixtures are in tests/helpers.py.
+
+Three tiers, cheapest first:
+
+- ``api``: the app in this process (uvicorn in a thread: real HTTP, no process to start) on the session's Redis,
+  with a queue and a model store of the test's own and no worker. For what the API answers by itself.
+- ``shared_api``, ``service``: the same on the session's shared queue and store, where ``trained_model`` is; with
+  ``service``, the session's one worker process (``worker``) trains what is queued there. For jobs end to end.
+- ``spawn_worker`` and ``stack``: workers, or the API and workers, as processes of the test's own, for the tests
+  that kill, stop or count processes.
+
+The API registers its Redis-derived metrics in prometheus_client's process-wide registry, so one app at a time
+runs its lifespan in this process: a test uses one of ``api``, ``shared_api``, ``service`` and ``serve_api``.
+"""
 
 import os
-import socket
-import subprocess
-import sys
-import time
 import uuid
-from dataclasses import dataclass
+from contextlib import ExitStack
 from pathlib import Path
 
-import httpx
 import pytest
 from redis import Redis
 
+from service.api.app import create_app
 from service.domain.mnist import DataError, fetch_data, verify_data_dir
+from service.domain.training_config import TrainingConfig
 from service.launcher.embedded_redis import EmbeddedRedis
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from service.settings import Settings
+from tests.helpers import (
+    ROOT,
+    Process,
+    Server,
+    Service,
+    environment,
+    free_port,
+    launch,
+    serve,
+    start_worker,
+    stop_children,
+    train_model,
+    wait_for_workers,
+)
 
 
 @pytest.fixture(scope="session")
@@ -43,6 +61,13 @@ def redis_url(tmp_path_factory) -> str:
         yield url
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _stop_children(redis_url):
+    """Whatever processes the tests started, none outlives the run (nor the Redis they use)."""
+    yield
+    stop_children()
+
+
 @pytest.fixture
 def redis(redis_url) -> Redis:
     client = Redis.from_url(redis_url)
@@ -50,116 +75,111 @@ def redis(redis_url) -> Redis:
     client.close()
 
 
-@dataclass
-class Process:
-    """A child process of the tests, its output kept in a file to show when a test fails."""
-
-    name: str
-    popen: subprocess.Popen
-    log: Path
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def stop(self, timeout: float = 20) -> None:
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-
-
-def start_process(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> Process:
-    log = log_dir / f"{name}.log"
-    popen = subprocess.Popen(
-        args,
-        env={**os.environ, **env},
-        cwd=ROOT,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
-    return Process(name, popen, log)
-
-
-def start_worker(name: str, env: dict[str, str], log_dir: Path) -> Process:
-    return start_process(name, [sys.executable, "-m", "worker"], env, log_dir)
-
-
-@dataclass
-class Service:
-    url: str
-    env: dict[str, str]
-    model_dir: Path
-    processes: list[Process]
-    work: Path
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=30)
-
-    def logs(self) -> str:
-        return "\n".join(f"----- {p.name} -----\n{p.output()}" for p in self.processes)
-
-    def add_worker(self) -> Process:
-        worker = start_worker(f"worker-{len(self.processes)}", self.env, self.work)
-        self.processes.append(worker)
-        return worker
-
-    def stop(self) -> None:
-        for process in self.processes:
-            process.stop()
-
-
-def launch(work: Path, redis_url: str, data_dir: Path, workers: int = 1, **env: str) -> Service:
-    """The real API and ``workers`` real workers, as separate processes, sharing ``redis_url``."""
-    work.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    env = {
-        "MNIST_REDIS_URL": redis_url,
-        "MNIST_DATA_DIR": str(data_dir),
-        "MNIST_MODEL_DIR": str(work / "models"),
-        **env,
-    }
-    api = start_process("api", [sys.executable, "-m", "service", "api", "--port", str(port)], env, work)
-    service = Service(f"http://127.0.0.1:{port}", env, work / "models", [api], work)
-    for _ in range(workers):
-        service.add_worker()
-    try:
-        wait_until_healthy(service.url, service.processes)
-    except BaseException:
-        service.stop()
-        raise
-    return service
-
-
-def wait_until_healthy(url: str, processes: list[Process], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for process in processes:
-            if process.popen.poll() is not None:
-                raise RuntimeError(f"{process.name} exited:\n{process.output()}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError("the API did not become healthy")
+# The API in this process
 
 
 @pytest.fixture(scope="session")
-def service(redis_url, mnist_data_dir, tmp_path_factory) -> Service:
-    """The real API and one real worker, as separate processes, on the session's Redis."""
-    service = launch(tmp_path_factory.mktemp("service"), redis_url, mnist_data_dir)
-    yield service
-    service.stop()
+def shared_settings(redis_url, mnist_data_dir, tmp_path_factory) -> Settings:
+    """The session's shared queue and model store: the session's worker trains what is queued there and saves
+    its models there, where ``trained_model`` is too."""
+    return Settings(
+        redis_url=redis_url,
+        data_dir=mnist_data_dir,
+        model_dir=tmp_path_factory.mktemp("shared-models"),
+        queue_name="shared",
+    )
+
+
+@pytest.fixture
+def api_settings(shared_settings, tmp_path):
+    """``api_settings(**fields)``: settings on the session's Redis and data, with a queue and a model store of the
+    test's own unless ``fields`` say otherwise."""
+
+    def settings(**fields) -> Settings:
+        return Settings(
+            **{
+                "redis_url": shared_settings.redis_url,
+                "data_dir": shared_settings.data_dir,
+                "model_dir": tmp_path / "models",
+                "queue_name": f"test-{uuid.uuid4().hex[:12]}",
+                **fields,
+            }
+        )
+
+    return settings
+
+
+@pytest.fixture
+def serve_api(api_settings):
+    """``serve_api(settings)`` or ``serve_api(**fields)``: the API in this process on a real socket, until the test
+    ends (see ``api_settings`` for the fields); without its lifespan if ``lifespan`` is false (see helpers.serve)."""
+    with ExitStack() as started:
+
+        def start(settings: Settings | None = None, lifespan: bool = True, **fields) -> Server:
+            return started.enter_context(serve(create_app(settings or api_settings(**fields)), lifespan))
+
+        yield start
+
+
+@pytest.fixture
+def api(serve_api) -> Server:
+    """The API in this process, with a queue and a model store of the test's own, and no worker."""
+    return serve_api()
+
+
+@pytest.fixture
+def shared_api(serve_api, shared_settings) -> Server:
+    """The API in this process on the shared queue and model store (``trained_model`` is there)."""
+    return serve_api(shared_settings)
+
+
+@pytest.fixture(scope="session")
+def worker(shared_settings, tmp_path_factory) -> Process:
+    """The session's one worker process, on the shared queue and store, started once: a worker loads and verifies
+    MNIST and warms up torch before it takes a job, which is what makes it expensive."""
+    process = start_worker("shared-worker", environment(shared_settings), tmp_path_factory.mktemp("shared-worker"))
+    try:
+        wait_for_workers(shared_settings, [process])
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def service(shared_api, worker) -> Server:
+    """The API in this process and the session's worker process: a job submitted is trained."""
+    return shared_api
+
+
+@pytest.fixture(scope="session")
+def trained_model(shared_settings) -> str:
+    """A model for the prediction tests, trained once per session in this process (the worker's own training loop)
+    and saved into the shared store: about 98% on the test set after a few seconds of training on a CPU."""
+    config = TrainingConfig(train_batches=300, optimizer="adam", learning_rate=0.01, batch_size=128, seed=1)
+    return train_model(shared_settings.model_dir, shared_settings.data_dir, config).id
+
+
+# Processes of a test's own
+
+
+@pytest.fixture
+def spawn_worker(tmp_path):
+    """``spawn_worker(settings, **env)``: a worker process of the test's own on ``settings``' queue and store,
+    stopped when the test ends."""
+    started: list[Process] = []
+
+    def spawn(settings: Settings, **env: str) -> Process:
+        started.append(start_worker(f"worker-{len(started)}", {**environment(settings), **env}, tmp_path))
+        return started[-1]
+
+    yield spawn
+    for process in started:
+        process.terminate()  # without waiting: see Process.terminate
 
 
 @pytest.fixture
 def stack(redis_url, mnist_data_dir, tmp_path):
-    """Start an API and workers of a test's own, on a queue of their own: for tests that kill or stop them."""
+    """``stack(workers, **env)``: the API and workers as processes of the test's own, on a queue of their own."""
     started: list[Service] = []
 
     def start(workers: int = 1, **env: str) -> Service:
@@ -169,44 +189,4 @@ def stack(redis_url, mnist_data_dir, tmp_path):
 
     yield start
     for service in started:
-        service.stop()
-
-
-def wait_for_job(client: httpx.Client, job_id: str, timeout: float = 120) -> dict:
-    """Poll until the job reaches a terminal state; return it."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/jobs/{job_id}").json()
-        if job["status"] in ("succeeded", "failed", "canceled"):
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} did not finish in {timeout} s: {job}")
-
-
-def wait_for_points(client: httpx.Client, job_id: str, count: int = 3, timeout: float = 60) -> None:
-    """Poll until the job has published ``count`` metric points: it is running, past its first batches."""
-    deadline = time.monotonic() + timeout
-    while len(client.get(f"/jobs/{job_id}/metrics", params={"limit": count}).json()["points"]) < count:
-        assert time.monotonic() < deadline, f"job {job_id} published fewer than {count} points in {timeout} s"
-        time.sleep(0.05)
-
-
-# A model for the prediction tests: about 98% on the test set after a few seconds of training on a CPU.
-PREDICTION_MODEL_CONFIG = {
-    "train_batches": 300,
-    "optimizer": "adam",
-    "learning_rate": 0.01,
-    "batch_size": 128,
-    "seed": 1,
-}
-
-
-@pytest.fixture(scope="session")
-def trained_model(service) -> str:
-    """The id of a model trained through the API, once per session."""
-    with service.client() as client:
-        response = client.post("/jobs", json=PREDICTION_MODEL_CONFIG)
-        assert response.status_code == 202, response.text
-        job = wait_for_job(client, response.json()["id"])
-    assert job["status"] == "succeeded", service.logs()
-    return job["model_id"]
+        service.terminate()

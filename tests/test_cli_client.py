@@ -1,7 +1,8 @@
 """The client commands (`train`, `jobs`, `models`, `predict`, `cancel`) as a user runs them: real processes
-talking HTTP to the real service."""
+talking HTTP to the API (served in the test process) and the session's worker."""
 
 import re
+import shutil
 import subprocess
 import sys
 
@@ -9,7 +10,7 @@ from PIL import Image
 
 from service.domain.mnist import load_mnist
 from service.launcher.cli import build_parser
-from tests.conftest import ROOT, free_port
+from tests.helpers import ROOT, free_port
 
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
@@ -46,9 +47,9 @@ def test_set_reads_values_as_json_and_bare_words_as_strings():
     }
 
 
-def test_train_watch_shows_progress_until_the_model_and_exits_0(service):
+def test_train_watch_shows_progress_until_the_model_and_exits_0(service, worker):
     done = cli("train", "--watch", "--set", "train_batches=20", "--set", "seed=7", url=service.url)
-    assert done.returncode == 0, done.stderr + service.logs()
+    assert done.returncode == 0, done.stderr + worker.output()
     lines = done.stdout.splitlines()
     assert re.fullmatch(UUID, lines[0])  # the job id first, so scripts can take it
     progress = [line for line in lines if line.startswith("batch")]
@@ -68,13 +69,13 @@ def test_train_watch_shows_progress_until_the_model_and_exits_0(service):
     assert models.returncode == 0 and model_id in models.stdout
 
 
-def test_train_without_watch_prints_only_the_job_id(service):
-    done = cli("train", "--preset", "tutorial", "--set", "train_batches=1", url=service.url)
+def test_train_without_watch_prints_only_the_job_id(api):
+    done = cli("train", "--preset", "tutorial", "--set", "train_batches=1", url=api.url)
     assert done.returncode == 0 and re.fullmatch(UUID, done.stdout.strip())
 
 
-def test_a_refused_config_exits_non_zero_with_the_servers_message(service):
-    done = cli("train", "--watch", "--set", "learning_rate=-1", url=service.url)
+def test_a_refused_config_exits_non_zero_with_the_servers_message(api):
+    done = cli("train", "--watch", "--set", "learning_rate=-1", url=api.url)
     assert done.returncode == 1 and done.stdout == ""
     assert "learning_rate: Input should be greater than 0" in done.stderr
 
@@ -85,19 +86,21 @@ def test_a_job_that_fails_exits_non_zero_with_its_error(service):
     assert done.stderr.startswith("failed: ") and "cuda" in done.stderr.lower()
 
 
-def test_predict_prints_the_digit_and_confidence_of_each_file(service, mnist_data_dir, tmp_path):
-    assert cli("train", "--watch", "--set", "train_batches=60", "--set", "seed=8", url=service.url).returncode == 0
-    mnist = load_mnist(mnist_data_dir)
+def test_predict_prints_the_digit_and_confidence_of_each_file(serve_api, trained_model, shared_settings, tmp_path):
+    # A store whose one model, so its default, is the session's trained model.
+    shutil.copytree(shared_settings.model_dir / trained_model, tmp_path / "models" / trained_model)
+    api = serve_api(model_dir=tmp_path / "models")
+    mnist = load_mnist(shared_settings.data_dir)
     paths = []
     for index in range(3):
         paths.append(tmp_path / f"digit-{mnist.test_labels[index]}.png")
         Image.fromarray(mnist.test_images[index]).resize((112, 112)).save(paths[-1])
-    done = cli("predict", *map(str, paths), url=service.url)
+    done = cli("predict", *map(str, paths), url=api.url)
     assert done.returncode == 0, done.stderr
     for path, line in zip(paths, done.stdout.splitlines(), strict=True):
         found = re.fullmatch(rf"{re.escape(str(path))}: (\d) \((\d+\.\d\d)%\)", line)
         assert found, line
-    # The tutorial's net after 60 batches reads the first test digits (7, 2, 1) right.
+    # The model reads the first test digits (7, 2, 1) right.
     assert [line.rsplit(":", 1)[1].split()[0] for line in done.stdout.splitlines()] == ["7", "2", "1"]
 
 

@@ -1,5 +1,6 @@
-"""The Python client (`service.client.Client`) against the real service: typed answers, live metric points,
-every kind of image, batches split at `max_batch`, the API key, and errors carrying the server's message."""
+"""The Python client (`service.client.Client`) against the API over real HTTP (served in the test process) and
+the session's worker: typed answers, live metric points, every kind of image, batches split at `max_batch`, the
+API key, and errors carrying the server's message."""
 
 import uuid
 
@@ -13,7 +14,7 @@ from service.domain.mnist import load_mnist
 from service.schemas.jobs import Job, JobList
 from service.schemas.models import ModelList
 from service.schemas.predictions import Predictions
-from tests.conftest import free_port
+from tests.helpers import free_port
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,7 @@ def test_train_watch_wait_and_list_are_typed(service):
         assert [point.batch for point in points] == list(range(1, 13))
         assert points[-1].val_accuracy is not None  # the last batch is always evaluated
         final = client.wait(job.id)
-        assert isinstance(final, Job) and final.status == "succeeded" and final.model_id
+        assert isinstance(final, Job) and final.status == "succeeded" and final.ended and final.model_id
         assert client.job(job.id) == final
         listing = client.jobs(limit=5)
         assert isinstance(listing, JobList) and job.id in [listed.id for listed in listing.jobs]
@@ -43,15 +44,16 @@ def test_cancel_returns_the_job(service):
         job = client.train({"train_batches": 100_000, "seed": 4})
         next(client.watch(job.id))  # running
         assert client.cancel(job.id).id == job.id
-        assert client.wait(job.id).status == "canceled"
+        canceled = client.wait(job.id)
+        assert canceled.status == "canceled" and canceled.ended
 
 
-def test_predict_takes_paths_bytes_pil_images_and_arrays(service, trained_model, mnist, tmp_path):
+def test_predict_takes_paths_bytes_pil_images_and_arrays(shared_api, trained_model, mnist, tmp_path):
     digits = mnist.test_images[:4]
     picture = Image.fromarray(digits[0]).resize((112, 112))
     path = tmp_path / "digit.png"
     picture.save(path)
-    with Client(service.url) as client:
+    with Client(shared_api.url) as client:
         answer = client.predict(
             [path, str(path), path.read_bytes(), picture, digits[1], digits[2].reshape(784)], model_id=trained_model
         )
@@ -61,9 +63,9 @@ def test_predict_takes_paths_bytes_pil_images_and_arrays(service, trained_model,
         assert [p.digit for p in single.predictions] == [mnist.test_labels[3]]
 
 
-def test_more_than_max_batch_images_go_in_several_requests_to_one_model(service, trained_model, mnist):
+def test_more_than_max_batch_images_go_in_several_requests_to_one_model(shared_api, trained_model, mnist):
     images = mnist.test_images[:600]  # the server takes at most 256 per request
-    with Client(service.url) as client:
+    with Client(shared_api.url) as client:
         answer = client.predict(images, model_id=trained_model)
         assert answer.model_id == trained_model and len(answer.predictions) == 600
         # Each part as /predict answers it alone: the split loses or reorders nothing.
@@ -72,12 +74,13 @@ def test_more_than_max_batch_images_go_in_several_requests_to_one_model(service,
         accuracy = np.mean([p.digit for p in answer.predictions] == mnist.test_labels[:600])
         assert accuracy > 0.95
         with pytest.raises(Invalid) as refused:
-            Client(service.url, max_batch=300).predict(images[:300])
-        assert refused.value.status == 422 and "at most 256 per request; got 300" in str(refused.value)
+            Client(shared_api.url, max_batch=300).predict(images[:300])
+        # 300 images of pixels hold more values than 256 can: refused (413) before the body is parsed
+        assert refused.value.status == 413 and "more than 256 images" in str(refused.value)
 
 
-def test_errors_are_typed_and_carry_the_servers_message(service):
-    with Client(service.url) as client:
+def test_errors_are_typed_and_carry_the_servers_message(api):
+    with Client(api.url) as client:
         with pytest.raises(Invalid) as invalid:
             client.train({"learning_rate": -1})
         assert invalid.value.status == 422 and str(invalid.value) == "learning_rate: Input should be greater than 0"
@@ -90,8 +93,8 @@ def test_errors_are_typed_and_carry_the_servers_message(service):
     assert unreachable.value.status is None and str(unreachable.value).startswith("cannot reach")
 
 
-def test_the_api_key_is_sent_as_a_bearer_token(stack):
-    locked = stack(workers=0, MNIST_API_KEY="a-key-for-the-client-test")
+def test_the_api_key_is_sent_as_a_bearer_token(serve_api):
+    locked = serve_api(api_key="a-key-for-the-client-test")
     with Client(locked.url) as client, pytest.raises(Unauthorized) as refused:
         client.jobs()
     assert refused.value.status == 401 and "API key" in str(refused.value)

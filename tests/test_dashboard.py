@@ -1,5 +1,6 @@
-"""The dashboard in a real headless Chromium (Debian's), driven by playwright-core from node, against the real
-service: the page's own scenario is tests/browser/dashboard.test.mjs. `make test` installs both first."""
+"""The dashboard in a real headless Chromium (Debian's), driven by playwright-core from node, against the API
+(served in the test process) and a worker process: the page's own scenario is tests/browser/dashboard.test.mjs.
+`make test` installs both first."""
 
 import os
 import subprocess
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from service.launcher.embedded_redis import EmbeddedRedis
-from tests.conftest import ROOT, free_port, launch
+from tests.helpers import ROOT, free_port, wait_for_workers
 
 BROWSER_TESTS = ROOT / "tests" / "browser"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -16,28 +17,29 @@ ARTIFACTS = ROOT / "test-artifacts"
 
 
 @pytest.fixture
-def fresh_service(mnist_data_dir, tmp_path):
-    """The real API and a worker on a Redis and a model store of their own: the page starts with no job and no
-    model, and shows only what the test does."""
+def fresh_service(serve_api, spawn_worker, tmp_path):
+    """The API and a worker on a Redis and a model store of their own: the page starts with no job and no model,
+    and shows only what the test does."""
     with EmbeddedRedis(tmp_path / "redis", port=free_port()) as redis_url:
-        service = launch(tmp_path / "service", redis_url, mnist_data_dir)
-        try:
-            yield service
-        finally:
-            service.stop()
+        api = serve_api(redis_url=redis_url)
+        worker = spawn_worker(api.settings)
+        wait_for_workers(api.settings, [worker])  # warm: the page's jobs start at once
+        yield api, worker
+        worker.terminate()  # told before its Redis stops
 
 
 @pytest.mark.timeout(420)
 def test_the_dashboard_trains_draws_and_classifies_in_a_real_browser(fresh_service):
+    api, worker = fresh_service
     missing = [str(p) for p in (CHROMIUM, BROWSER_TESTS / "node_modules" / "playwright-core") if not p.exists()]
     assert not missing, f"missing {', '.join(missing)}: run `make browser` (apt chromium + npm ci)"
     run = subprocess.run(
         ["node", "--test", "--test-reporter=spec", "dashboard.test.mjs"],
         cwd=BROWSER_TESTS,
-        env={**os.environ, "DASHBOARD_URL": fresh_service.url, "ARTIFACTS": str(ARTIFACTS)},
+        env={**os.environ, "DASHBOARD_URL": api.url, "ARTIFACTS": str(ARTIFACTS)},
         capture_output=True,
         text=True,
         timeout=400,
     )
-    assert run.returncode == 0, f"{run.stdout}\n{run.stderr}\n{fresh_service.logs()}"
+    assert run.returncode == 0, f"{run.stdout}\n{run.stderr}\n{worker.output()}"
     # The screenshots stay in test-artifacts/ (docs/dashboard.png, in the README, is one of them, copied by hand).

@@ -1,4 +1,5 @@
-"""GET /jobs/{id}/events end to end: the real API and worker as processes, read as a browser would."""
+"""GET /jobs/{id}/events end to end, read over real HTTP as a browser would: the API in the test process, the
+session's worker training."""
 
 import threading
 import uuid
@@ -7,9 +8,7 @@ import httpx
 import pytest
 
 from service.client.sdk import Client, Event, parse_events
-from tests.conftest import wait_for_job
-
-ENDED = ("succeeded", "failed", "canceled")
+from tests.helpers import wait_for_job
 
 
 def read_events(
@@ -45,32 +44,34 @@ def test_a_watcher_gets_each_batch_as_it_trains_every_status_change_and_the_end(
     statuses = [e.data["status"] for e in events if e.name == "status"]
     assert statuses[0] in ("queued", "running") and statuses[-1] == "succeeded"
     assert len(set(statuses)) == len(statuses)  # only changes are sent
+    # Each status says whether it is final, so a watcher needs no list of the final states.
+    assert [e.data["ended"] for e in events if e.name == "status"] == [False] * (len(statuses) - 1) + [True]
     assert events[-1].name == "end" and events[-2].name == "status"  # nothing follows the end
     final = events[-1].data
-    assert final["id"] == job["id"] and final["status"] == "succeeded" and final["model_id"]
+    assert final["id"] == job["id"] and final["status"] == "succeeded" and final["ended"] and final["model_id"]
     assert final["progress"] == {"batch": 30, "total_batches": 30}
 
 
 def test_a_reconnecting_watcher_resumes_after_its_last_event_id_and_a_late_one_gets_everything(service):
     with service.client() as client:
-        job = client.post("/jobs", json={"train_batches": 40, "seed": 4}).json()
+        job = client.post("/jobs", json={"train_batches": 20, "seed": 4}).json()
         first = read_events(service.url, job["id"], stop_after_metrics=7)  # drops mid-training
         second = read_events(service.url, job["id"], last_event_id=metrics(first)[-1].id)
         assert wait_for_job(client, job["id"])["status"] == "succeeded"
 
     resumed = [p.data["batch"] for p in metrics(first) + metrics(second)]
-    assert resumed == list(range(1, 41))  # none lost, none repeated
+    assert resumed == list(range(1, 21))  # none lost, none repeated
     late = read_events(service.url, job["id"])
-    assert [p.data["batch"] for p in metrics(late)] == list(range(1, 41))
-    assert [e.data["status"] for e in late if e.name == "status"] == ["succeeded"]
+    assert [p.data["batch"] for p in metrics(late)] == list(range(1, 21))
+    assert [e.data for e in late if e.name == "status"] == [{"status": "succeeded", "ended": True}]
     assert late[-1].name == "end" and late[-1].data["status"] == "succeeded"
-    tail = read_events(service.url, job["id"], last_event_id="1-40")
+    tail = read_events(service.url, job["id"], last_event_id="1-20")
     assert [e.name for e in tail] == ["status", "end"]
 
 
 def test_many_watchers_of_one_job_all_get_every_point(service):
     with service.client() as client:
-        job = client.post("/jobs", json={"train_batches": 40, "seed": 5}).json()
+        job = client.post("/jobs", json={"train_batches": 20, "seed": 5}).json()
     seen: list[list[int]] = []
 
     def watch() -> None:
@@ -81,34 +82,40 @@ def test_many_watchers_of_one_job_all_get_every_point(service):
         watcher.start()
     for watcher in watchers:
         watcher.join(120)
-    assert seen == [list(range(1, 41))] * 20
+    assert seen == [list(range(1, 21))] * 20
 
 
 def test_a_canceled_job_ends_its_stream_with_the_canceled_job(service):
     with Client(service.url) as client:
         job = client.train({"train_batches": 100_000, "seed": 6})
+        statuses = []
         for event in client.events(job.id):
             if event.name == "metric" and event.data["batch"] == 3:
                 client.cancel(job.id)
+            if event.name == "status":
+                statuses.append(event.data)
             if event.name == "end":
-                assert event.data["status"] == "canceled"
+                assert event.data["status"] == "canceled" and event.data["ended"] is True
                 break
         else:
             pytest.fail("the stream closed without an end event")
+    assert statuses[-1] == {"status": "canceled", "ended": True}
+    assert not any(status["ended"] for status in statuses[:-1])
 
 
-def test_an_idle_stream_sends_keep_alives(stack):
-    idle = stack(workers=0, MNIST_EVENTS_PING_S="0.5")  # no worker: the job stays queued
+def test_an_idle_stream_sends_keep_alives(serve_api):
+    idle = serve_api(events_ping_s=0.5)  # no worker: the job stays queued
     job = httpx.post(f"{idle.url}/jobs", json={}).json()
     with httpx.stream("GET", f"{idle.url}/jobs/{job['id']}/events", timeout=10) as answer:
         lines = answer.iter_lines()
         assert next(lines).startswith("event: status")
+        assert next(lines) == 'data: {"status":"queued","ended":false}'
         comments = [line for line, _ in zip(lines, range(6), strict=False) if line.startswith(":")]  # bounded read
     assert comments and all("ping" in line for line in comments)
 
 
-def test_an_unknown_job_is_a_404_before_any_stream_and_a_malformed_cursor_a_422(service):
-    with service.client() as client:
+def test_an_unknown_job_is_a_404_before_any_stream_and_a_malformed_cursor_a_422(api):
+    with api.client() as client:
         missing = client.get(f"/jobs/{uuid.uuid4()}/events")
         assert missing.status_code == 404 and "no job" in missing.json()["detail"]
         job = client.post("/jobs", json={"train_batches": 1}).json()

@@ -10,20 +10,20 @@ from service.serving.export import ONNX_FILE
 from service.serving.inference import classify
 
 
-def test_safetensors_is_the_stored_file(service, trained_model):
-    with service.client() as client:
+def test_safetensors_is_the_stored_file(shared_api, trained_model):
+    with shared_api.client() as client:
         answer = client.get(f"/models/{trained_model}/download")
     assert answer.status_code == 200, answer.text
     assert answer.headers["content-disposition"] == f'attachment; filename="{trained_model}.safetensors"'
-    assert answer.content == model_store.weights_file(service.model_dir, trained_model).read_bytes()
+    assert answer.content == model_store.weights_file(shared_api.model_dir, trained_model).read_bytes()
     assert "0.weight" in load_safetensors(answer.content)
 
 
-def test_onnx_matches_pytorch_for_any_batch_size_and_is_cached(service, trained_model, mnist_data_dir):
-    with service.client() as client:
+def test_onnx_matches_pytorch_for_any_batch_size_and_is_cached(shared_api, trained_model, mnist_data_dir):
+    with shared_api.client() as client:
         answer = client.get(f"/models/{trained_model}/download", params={"format": "onnx"})
         assert answer.status_code == 200, answer.text
-        cached = service.model_dir / trained_model / ONNX_FILE
+        cached = shared_api.model_dir / trained_model / ONNX_FILE
         assert cached.read_bytes() == answer.content
         exported_at = cached.stat().st_mtime_ns
         assert client.get(f"/models/{trained_model}/download", params={"format": "onnx"}).content == answer.content
@@ -32,7 +32,7 @@ def test_onnx_matches_pytorch_for_any_batch_size_and_is_cached(service, trained_
     session = onnxruntime.InferenceSession(answer.content, providers=["CPUExecutionProvider"])
     assert [(i.name, i.type, i.shape[1:]) for i in session.get_inputs()] == [("image", "tensor(float)", [1, 28, 28])]
     assert [o.name for o in session.get_outputs()] == ["probabilities"]
-    network, _ = model_store.load_network(service.model_dir, trained_model)
+    network, _ = model_store.load_network(shared_api.model_dir, trained_model)
     images = (load_mnist(mnist_data_dir).test_images[:500] / 255).astype(np.float32)
     for count in (1, 7, 500):  # the batch axis is dynamic
         (onnx_probabilities,) = session.run(None, {"image": images[:count, None]})
@@ -42,8 +42,8 @@ def test_onnx_matches_pytorch_for_any_batch_size_and_is_cached(service, trained_
         assert onnx_probabilities.shape == (count, 10) and difference <= 1e-5
 
 
-def test_unknown_model_is_404_bad_format_and_bad_id_422(service):
-    with service.client() as client:
+def test_unknown_model_is_404_bad_format_and_bad_id_422(api):
+    with api.client() as client:
         unknown = client.get("/models/20000101T000000Z-00000000/download", params={"format": "onnx"})
         assert unknown.status_code == 404 and unknown.json() == {"detail": "no model '20000101T000000Z-00000000'"}
         bad_format = client.get("/models/20000101T000000Z-00000000/download", params={"format": "pickle"})

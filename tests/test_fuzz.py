@@ -1,11 +1,10 @@
-"""Bad input, fuzzed: schemathesis drives every operation of the app's own OpenAPI schema against the real API.
+"""Bad input, fuzzed: schemathesis drives every operation of the app's own OpenAPI schema against the API over
+real HTTP (served in the test process).
 
 Bounded and repeatable: a fixed number of examples per operation, derandomised. The API under test has no
 worker (fuzzed jobs pile up harmlessly in its own queue) and a model store of its own holding one model, so
 that /predict and /models are exercised past their 409s.
 """
-
-from datetime import UTC, datetime
 
 import pytest
 import schemathesis
@@ -13,38 +12,15 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from service.domain.model_store import ModelMetadata, new_model_id, save_model
-from service.domain.network import build_network
-from service.domain.training_config import TrainingConfig
-from tests.conftest import launch
+from tests.helpers import add_model
 
 EXAMPLES_PER_OPERATION = 40
 
 
-@pytest.fixture(scope="module")
-def fuzzed_service(redis_url, mnist_data_dir, tmp_path_factory):
-    work = tmp_path_factory.mktemp("fuzz")
-    config = TrainingConfig(seed=0)
-    created_at = datetime.now(UTC)
-    save_model(
-        work / "models",
-        build_network(config),
-        ModelMetadata(
-            id=new_model_id(created_at),
-            job_id=None,
-            created_at=created_at,
-            config=config,
-            test_accuracy=0.1,
-            test_loss=2.3,
-            parameters=5994,
-            train_seconds=0.0,
-            device="cpu",
-            versions={},
-        ),
-    )
-    service = launch(work, redis_url, mnist_data_dir, workers=0, MNIST_QUEUE_NAME="fuzz")
-    yield service
-    service.stop()
+@pytest.fixture
+def fuzzed_service(serve_api, tmp_path):
+    add_model(tmp_path / "models")
+    return serve_api(model_dir=tmp_path / "models")
 
 
 def operations(url: str) -> list:

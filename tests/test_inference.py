@@ -1,7 +1,6 @@
 """Which model serves, the bounded cache of loaded networks, and the store's delete and default choice."""
 
 import threading
-from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -9,38 +8,17 @@ import torch
 
 from service.domain.model_store import (
     DEFAULT_FILE,
-    ModelMetadata,
     ModelNotFound,
     choose_default_model,
     default_model_id,
     delete_model,
     list_models,
     load_network,
-    new_model_id,
-    save_model,
 )
 from service.domain.network import build_network
 from service.domain.training_config import TrainingConfig
 from service.serving.inference import Batcher, ModelCache, NoModelYet, classify
-
-
-def add_model(model_dir, month: int) -> str:
-    config = TrainingConfig(seed=month)
-    created_at = datetime(2026, month, 1, tzinfo=UTC)
-    metadata = ModelMetadata(
-        id=new_model_id(created_at),
-        job_id=None,
-        created_at=created_at,
-        config=config,
-        test_accuracy=0.9,
-        test_loss=0.3,
-        parameters=5994,
-        train_seconds=1.0,
-        device="cpu",
-        versions={},
-    )
-    save_model(model_dir, build_network(config), metadata)
-    return metadata.id
+from tests.helpers import add_model
 
 
 def test_the_default_is_the_chosen_model_while_it_exists_else_the_newest(tmp_path):

@@ -1,43 +1,19 @@
-"""The models endpoints, on API processes of their own whose store the tests fill directly (no training):
-listing, the default (kept in the store, shared by replicas, independent of Redis), deletion, bad ids."""
-
-from datetime import UTC, datetime
+"""The models endpoints, on APIs in the test process whose store the tests fill directly (no training): listing,
+the default (kept in the store, shared by replicas, independent of Redis), deletion, bad ids."""
 
 import pytest
-import torch
 
-from service.domain.model_store import DEFAULT_FILE, ModelMetadata, new_model_id, save_model
-from service.domain.network import build_network
-from service.domain.training_config import TrainingConfig
-from tests.conftest import free_port
+from service.domain.model_store import DEFAULT_FILE, ModelMetadata
+from tests.helpers import add_model
 
 PIXELS = {"pixels": [[0] * 28 for _ in range(28)]}
 
 
-def add_model(model_dir, month: int, **config) -> str:
-    """An untrained model created in `month` of 2026: its answers are arbitrary, but it serves."""
-    config = TrainingConfig(seed=month, **config)
-    created_at = datetime(2026, month, 1, tzinfo=UTC)
-    metadata = ModelMetadata(
-        id=new_model_id(created_at),
-        job_id=f"job-{month}",
-        created_at=created_at,
-        config=config,
-        test_accuracy=0.5 + month / 100,
-        test_loss=1.0,
-        parameters=5994,
-        train_seconds=1.0,
-        device="cpu",
-        versions={"torch": torch.__version__},
-    )
-    save_model(model_dir, build_network(config), metadata)
-    return metadata.id
-
-
 @pytest.fixture
-def api(stack):
-    """An API without a worker, on an empty model store."""
-    return stack(workers=0)
+def replica(serve_api, api):
+    """A second API on ``api``'s model store, with no Redis at all: its lifespan, which connects to Redis, is not run
+    (and so this replica shows that the models and predictions need none)."""
+    return serve_api(api.settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"}), lifespan=False)
 
 
 def test_before_any_model_there_is_nothing_to_serve(api):
@@ -73,10 +49,8 @@ def test_models_are_listed_newest_first_the_newest_serves_and_new_ones_count_at_
     assert ModelMetadata.model_validate(full).config.hidden_units == 32 and full["versions"]["torch"]
 
 
-def test_the_chosen_default_is_in_the_store_shared_by_replicas_even_without_redis(api, stack):
+def test_the_chosen_default_is_in_the_store_shared_by_replicas_even_without_redis(api, replica):
     january, march = add_model(api.model_dir, 1), add_model(api.model_dir, 3)
-    # A second replica on the same store, whose Redis is down.
-    replica = stack(workers=0, MNIST_MODEL_DIR=str(api.model_dir), MNIST_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
     with api.client() as client, replica.client() as other:
         assert other.post("/predict", json=PIXELS).json()["model_id"] == march
         response = client.post(f"/models/{january}/default")
@@ -90,9 +64,8 @@ def test_the_chosen_default_is_in_the_store_shared_by_replicas_even_without_redi
             assert serving.get("/models").json()["default"] == {"model_id": january, "chosen": True}
 
 
-def test_deleting_a_model_everywhere_and_the_default_falling_back_to_the_newest(api, stack):
+def test_deleting_a_model_everywhere_and_the_default_falling_back_to_the_newest(api, replica):
     january, march = add_model(api.model_dir, 1), add_model(api.model_dir, 3)
-    replica = stack(workers=0, MNIST_MODEL_DIR=str(api.model_dir))
     with api.client() as client, replica.client() as other:
         client.post(f"/models/{january}/default")
         assert other.post("/predict", json=PIXELS).json()["model_id"] == january  # now cached by the replica

@@ -1,4 +1,5 @@
-"""What operators watch, on the real processes: readiness, Prometheus metrics, request ids and JSON logs."""
+"""What operators watch: readiness, Prometheus metrics, request ids and JSON logs. The API runs in the test process,
+except where its own process is watched (its log lines, the container's healthcheck command)."""
 
 import json
 import os
@@ -13,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.domain.mnist import FILES, DataError, check_sizes
-from tests.conftest import free_port, launch, wait_for_job, wait_for_points
+from tests.helpers import environment, free_port, launch, wait_for_job, wait_for_points, wait_until
 
 
 def scrape(client) -> dict[str, list]:
@@ -28,15 +29,36 @@ def value(samples: list, name: str, **labels: str) -> float:
     return found
 
 
+def increase(before: dict, after: dict, family: str, name: str, **labels: str) -> float:
+    """How much a counter grew between two scrapes (one the test process's, which counts the requests of every
+    in-process test): from 0 if the first scrape did not have it yet."""
+    try:
+        start = value(before.get(family, []), name, **labels)
+    except ValueError:  # not there yet
+        start = 0.0
+    return value(after[family], name, **labels) - start
+
+
+@pytest.fixture(scope="module")
+def api_process(redis_url, mnist_data_dir, shared_settings, worker, tmp_path_factory):
+    """The API as a process of its own, on the shared queue, where the session's worker trains: for what is
+    watched of the processes themselves."""
+    work = tmp_path_factory.mktemp("api-process")
+    service = launch(work, redis_url, mnist_data_dir, workers=0, **environment(shared_settings))
+    service.processes.append(worker)  # its log too
+    yield service
+    service.processes[0].terminate()
+
+
 # Readiness
 
 
 def wait_until_ready(service, timeout: float = 60):
-    """/readyz's last answer, once 200 or after ``timeout``: a worker registers once it has warmed up."""
+    """/readyz's answer once it is 200 (a worker registers once it has warmed up); the last one if it never is."""
     deadline = time.monotonic() + timeout
     with service.client() as client:
         while (response := client.get("/readyz")).status_code != 200 and time.monotonic() < deadline:
-            time.sleep(0.2)
+            time.sleep(0.1)
     return response
 
 
@@ -46,21 +68,21 @@ def test_ready_when_redis_data_and_a_worker_are_there(service):
     assert response.json() == {"status": "ready", "checks": {"redis": "ok", "data": "ok", "workers": "ok"}}
 
 
-def test_unready_names_each_failed_check(stack, tmp_path, mnist_data_dir):
+def test_unready_names_each_failed_check(serve_api, tmp_path, mnist_data_dir):
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     for name in FILES:
         (data_dir / name).symlink_to(mnist_data_dir / name)
     (data_dir / "t10k-labels-idx1-ubyte").unlink()
     (data_dir / "t10k-labels-idx1-ubyte").write_bytes(b"\0" * 100)
-    service = stack(workers=0, MNIST_DATA_DIR=str(data_dir))
+    service = serve_api(data_dir=data_dir)  # and no worker on its queue
     with service.client() as client:
         response = client.get("/readyz")
     assert response.status_code == 503
     body = response.json()
     assert body["status"] == "unready" and body["checks"]["redis"] == "ok"
     assert "t10k-labels-idx1-ubyte has 100 bytes, expected 10008" in body["checks"]["data"]
-    assert body["checks"]["workers"] == f"no worker has been seen on queue '{service.env['MNIST_QUEUE_NAME']}'"
+    assert body["checks"]["workers"] == f"no worker has been seen on queue '{service.settings.queue_name}'"
 
 
 def test_the_data_check_looks_at_sizes_only(tmp_path, mnist_data_dir):
@@ -71,22 +93,18 @@ def test_the_data_check_looks_at_sizes_only(tmp_path, mnist_data_dir):
     check_sizes(tmp_path)
 
 
-def test_a_hung_redis_gives_a_quick_503_while_healthz_still_answers(mnist_data_dir, tmp_path):
+def test_a_hung_redis_gives_a_quick_503_while_healthz_still_answers(serve_api):
     # A socket that accepts connections and never answers: every Redis call waits for its timeout.
     with socket.socket() as hung:
         hung.bind(("127.0.0.1", 0))
         hung.listen(16)
-        url = f"redis://127.0.0.1:{hung.getsockname()[1]}/0"
-        service = launch(tmp_path, url, mnist_data_dir, workers=0, MNIST_REDIS_TIMEOUT_S="0.3")
-        try:
-            with service.client() as client:
-                assert client.get("/healthz").status_code == 200
-                started = time.monotonic()
-                response = client.get("/readyz")
-                took = time.monotonic() - started
-                metrics = scrape(client)
-        finally:
-            service.stop()
+        service = serve_api(redis_url=f"redis://127.0.0.1:{hung.getsockname()[1]}/0", redis_timeout_s=0.3)
+        with service.client() as client:
+            assert client.get("/healthz").status_code == 200
+            started = time.monotonic()
+            response = client.get("/readyz")
+            took = time.monotonic() - started
+            metrics = scrape(client)
     assert response.status_code == 503
     checks = response.json()["checks"]
     assert checks["redis"].startswith("unreachable:") and checks["workers"] == "not checked: Redis is unreachable"
@@ -94,11 +112,11 @@ def test_a_hung_redis_gives_a_quick_503_while_healthz_still_answers(mnist_data_d
     assert value(metrics["mnist_redis_up"], "mnist_redis_up") == 0 and "mnist_jobs" not in metrics
 
 
-def test_the_containers_healthcheck_command_checks_the_api_or_this_hosts_worker(service):
-    assert wait_until_ready(service).status_code == 200
+def test_the_containers_healthcheck_command_checks_the_api_or_this_hosts_worker(api_process):
+    assert wait_until_ready(api_process).status_code == 200
 
     def healthcheck(*args: str, **env: str) -> subprocess.CompletedProcess:
-        env = {**os.environ, **service.env, "MNIST_PORT": service.url.rsplit(":", 1)[1], **env}
+        env = {**os.environ, **api_process.env, "MNIST_PORT": api_process.url.rsplit(":", 1)[1], **env}
         return subprocess.run(
             [sys.executable, "-m", "service", "healthcheck", *args], env=env, capture_output=True, text=True, timeout=60
         )
@@ -114,32 +132,36 @@ def test_the_containers_healthcheck_command_checks_the_api_or_this_hosts_worker(
 # Metrics
 
 
-def test_http_requests_are_counted_and_timed_by_route_template(service):
-    with service.client() as client:
+def test_http_requests_are_counted_and_timed_by_route_template(api):
+    with api.client() as client:
+        before = scrape(client)
         job_id = client.post("/jobs", json={"train_batches": 2, "test_batch_size": 10}).json()["id"]
-        wait_for_job(client, job_id)
+        assert client.get(f"/jobs/{job_id}").status_code == 200  # queued: no worker here
         missing = uuid.uuid4()
         client.get(f"/jobs/{missing}")
         client.get("/no/such/path")
         metrics = scrape(client)
-    requests = metrics["mnist_http_requests"]
-    assert value(requests, "mnist_http_requests_total", method="GET", route="/jobs/{job_id}", status="200") >= 1
-    assert value(requests, "mnist_http_requests_total", method="GET", route="/jobs/{job_id}", status="404") >= 1
-    assert value(requests, "mnist_http_requests_total", method="POST", route="/jobs", status="202") >= 1
-    assert value(requests, "mnist_http_requests_total", method="GET", route="unmatched", status="404") >= 1
-    routes = {sample.labels["route"] for sample in requests}
+
+    def grew(family: str, name: str, **labels: str) -> float:
+        return increase(before, metrics, family, name, **labels)
+
+    requests = "mnist_http_requests"
+    assert grew(requests, "mnist_http_requests_total", method="GET", route="/jobs/{job_id}", status="200") == 1
+    assert grew(requests, "mnist_http_requests_total", method="GET", route="/jobs/{job_id}", status="404") == 1
+    assert grew(requests, "mnist_http_requests_total", method="POST", route="/jobs", status="202") == 1
+    assert grew(requests, "mnist_http_requests_total", method="GET", route="unmatched", status="404") == 1
+    routes = {sample.labels["route"] for sample in metrics[requests]}
     assert not any(job_id in route or str(missing) in route or "/no/" in route for route in routes), routes
-    durations = metrics["mnist_http_request_duration_seconds"]
-    assert value(durations, "mnist_http_request_duration_seconds_count", method="GET", route="/jobs/{job_id}") >= 2
-    assert value(durations, "mnist_http_request_duration_seconds_bucket", method="POST", route="/jobs", le="+Inf") >= 1
+    durations = "mnist_http_request_duration_seconds"
+    assert grew(durations, f"{durations}_count", method="GET", route="/jobs/{job_id}") == 2
+    assert grew(durations, f"{durations}_bucket", method="POST", route="/jobs", le="+Inf") == 1
 
 
-def test_jobs_queue_workers_and_training_speed_are_read_from_redis_at_scrape_time(stack):
-    service = stack(workers=0)
-    with service.client() as client:
+def test_jobs_queue_workers_and_training_speed_are_read_from_redis_at_scrape_time(api, spawn_worker):
+    with api.client() as client:
         waiting = [client.post("/jobs", json={"train_batches": 2}).json()["id"] for _ in range(2)]
         queued = scrape(client)
-        service.add_worker()
+        spawn_worker(api.settings)
         for job_id in waiting:
             assert wait_for_job(client, job_id)["status"] == "succeeded"
         done = scrape(client)
@@ -170,28 +192,25 @@ def test_jobs_queue_workers_and_training_speed_are_read_from_redis_at_scrape_tim
 # Request ids and logs
 
 
-def test_a_request_id_is_returned_and_written_in_the_apis_log_lines(service):
-    with service.client() as client:
+def test_a_request_id_is_returned_and_written_in_the_apis_log_lines(api_process):
+    with api_process.client() as client:
         given = client.get("/healthz", headers={"X-Request-ID": "trace-me-123"})
         generated = client.get("/healthz")
         refused = client.get("/healthz", headers={"X-Request-ID": "has spaces in it"})
     assert given.headers["x-request-id"] == "trace-me-123"
     assert re.fullmatch(r"[0-9a-f]{32}", generated.headers["x-request-id"])
     assert re.fullmatch(r"[0-9a-f]{32}", refused.headers["x-request-id"])
-    api = next(process for process in service.processes if process.name == "api")
-    deadline = time.monotonic() + 5
-    while "trace-me-123" not in api.output() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    api = next(process for process in api_process.processes if process.name == "api")
+    wait_until(lambda: "trace-me-123" in api.output(), 5, "the API logs the request")
     (line,) = [json.loads(line) for line in api.output().splitlines() if "trace-me-123" in line]
     assert line["request_id"] == "trace-me-123" and "GET /healthz" in line["message"]
 
 
-def test_the_api_and_the_worker_write_only_json_lines(service):
-    with service.client() as client:
-        assert (
-            wait_for_job(client, client.post("/jobs", json={"train_batches": 2}).json()["id"])["status"] == "succeeded"
-        )
-    for process in service.processes:
+def test_the_api_and_the_worker_write_only_json_lines(api_process):
+    with api_process.client() as client:
+        job = wait_for_job(client, client.post("/jobs", json={"train_batches": 2}).json()["id"])
+        assert job["status"] == "succeeded"
+    for process in api_process.processes:
         lines = process.output().splitlines()
         assert lines, process.name
         for line in lines:

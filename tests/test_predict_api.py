@@ -1,8 +1,9 @@
-"""POST /predict end to end: a model trained through the real API and worker, pictures sent as users send them,
-and every documented error."""
+"""POST /predict over real HTTP: the API in the test process serving the session's trained model, pictures sent
+as users send them, and every documented error."""
 
 import base64
 import io
+import re
 import socket
 import struct
 import zlib
@@ -13,9 +14,10 @@ import pytest
 import torch
 from PIL import Image, ImageDraw, ImageOps
 
+from service.api.app import create_app
 from service.domain.mnist import load_mnist
 from service.domain.model_store import load_network
-from tests.conftest import wait_for_job
+from tests.helpers import serve, wait_for_job
 
 DIGITS = 1000  # the first 1,000 test-set digits
 PER_REQUEST = 100  # pictures per request, as `file` parts
@@ -29,6 +31,14 @@ def encode(image: Image.Image, fmt: str = "PNG", **options) -> bytes:
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
+
+
+@pytest.fixture(scope="module")
+def service(shared_settings):
+    """The API on the shared store, for the whole module: its tests read, and one trains through the session's
+    worker."""
+    with serve(create_app(shared_settings)) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -307,11 +317,20 @@ def test_an_oversized_body_is_refused_from_its_headers_before_it_is_sent(service
             b"POST /predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
             b"Content-Length: 100000000\r\n\r\n"
         )
-        answer = b""
-        while chunk := connection.recv(4096):  # the headers, then the body (the server closes after it)
-            answer += chunk
-    answer = answer.decode()
+        answer = receive_response(connection).decode()
     assert answer.startswith("HTTP/1.1 413") and "over the limit of 8388608 bytes" in answer
+
+
+def receive_response(connection: socket.socket) -> bytes:
+    """One HTTP response: its head, then the body its Content-Length announces (or all until the server closes)."""
+    answer = b""
+    while b"\r\n\r\n" not in answer and (chunk := connection.recv(4096)):
+        answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    length = re.search(rb"(?im)^content-length: *(\d+)\r?$", head)
+    while (length is None or len(body) < int(length[1])) and (chunk := connection.recv(4096)):
+        body += chunk
+    return head + b"\r\n\r\n" + body
 
 
 def test_the_body_limit_guards_every_route(service):
@@ -336,11 +355,11 @@ def test_every_supported_format_and_mode_is_read(service, trained_model, fmt, mo
     assert response.json()["predictions"][0]["digit"] == 1
 
 
-def test_a_model_trained_while_the_api_runs_is_listed_and_serves_at_once(service, trained_model):
+def test_a_model_trained_while_the_api_runs_is_listed_and_serves_at_once(service, worker, trained_model):
     with service.client() as client:
         assert client.post("/predict", json={"pixels": ROWS}).status_code == 200  # the API already serves a model
         job = wait_for_job(client, client.post("/jobs", json={"train_batches": 20, "seed": 3}).json()["id"])
-        assert job["status"] == "succeeded", service.logs()
+        assert job["status"] == "succeeded", worker.output()
         listing = client.get("/models").json()
         served = client.post("/predict", json={"pixels": ROWS}).json()
         chosen = client.post("/predict", params={"model_id": job["model_id"]}, json={"pixels": ROWS}).json()

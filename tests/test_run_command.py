@@ -6,7 +6,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import free_port, start_process, wait_for_job, wait_until_healthy
+from tests.helpers import free_port, start_process, wait_for_job, wait_until_healthy
 
 
 def children_of(pid: int) -> list[int]:

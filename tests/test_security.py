@@ -1,5 +1,8 @@
-"""The optional API key and CORS, against the real API process."""
+"""The optional API key and CORS, over real HTTP against the API served in the test process."""
 
+import os
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -18,21 +21,10 @@ PROTECTED = [
 OPEN = ["/healthz", "/readyz", "/metrics", "/"]
 
 
-@pytest.fixture(scope="module")
-def locked(redis_url, mnist_data_dir, tmp_path_factory):
-    from tests.conftest import launch
-
-    service = launch(
-        tmp_path_factory.mktemp("locked"),
-        redis_url,
-        mnist_data_dir,
-        workers=0,
-        MNIST_API_KEY=KEY,
-        MNIST_QUEUE_NAME="locked",
-        MNIST_CORS_ORIGINS="https://ui.example",
-    )
-    yield service
-    service.stop()
+@pytest.fixture
+def locked(serve_api):
+    """An API with a key and one CORS origin (and no worker)."""
+    return serve_api(api_key=KEY, cors_origins="https://ui.example")
 
 
 @pytest.mark.parametrize("method, path", PROTECTED)
@@ -67,13 +59,14 @@ def test_probes_metrics_and_the_page_need_no_key(locked, path):
         assert client.get(path).status_code != 401
 
 
-def test_cors_only_for_configured_origins(locked, service):
+def test_cors_only_for_configured_origins(locked, serve_api):
     with locked.client() as client:
         allowed = client.get("/healthz", headers={"Origin": "https://ui.example"})
         other = client.get("/healthz", headers={"Origin": "https://evil.example"})
     assert allowed.headers["access-control-allow-origin"] == "https://ui.example"
     assert "access-control-allow-origin" not in other.headers
-    with service.client() as client:  # the default: CORS off
+    # The default: CORS off. (Only one app at a time runs its lifespan; this one needs none to answer /healthz.)
+    with serve_api(lifespan=False).client() as client:
         assert (
             "access-control-allow-origin"
             not in client.get("/healthz", headers={"Origin": "https://ui.example"}).headers
@@ -81,10 +74,6 @@ def test_cors_only_for_configured_origins(locked, service):
 
 
 def test_the_cli_sends_the_key_from_its_flag_or_environment(locked):
-    import os
-    import subprocess
-    import sys
-
     def jobs(*extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
         return subprocess.run(
             [sys.executable, "-m", "service", "jobs", "--url", locked.url, *extra],

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from service.settings import Settings
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 MNIST_SERVICE = str(Path(sys.executable).with_name("mnist-service"))  # the console script, beside this Python
 
 

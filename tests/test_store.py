@@ -5,24 +5,10 @@ from datetime import UTC, datetime
 import pytest
 import torch
 
-from service.domain.model_store import ModelMetadata, ModelNotFound, list_models, load_network, new_model_id, save_model
+from service.domain.model_store import ModelNotFound, list_models, load_network, save_model
 from service.domain.network import build_network, parameter_count
 from service.domain.training_config import TrainingConfig
-
-
-def metadata(config: TrainingConfig, created_at: datetime) -> ModelMetadata:
-    return ModelMetadata(
-        id=new_model_id(created_at),
-        job_id="job",
-        created_at=created_at,
-        config=config,
-        test_accuracy=0.9,
-        test_loss=0.3,
-        parameters=5994,
-        train_seconds=1.0,
-        device="cpu",
-        versions={"torch": torch.__version__},
-    )
+from tests.helpers import model_metadata as metadata
 
 
 def test_a_saved_model_loads_and_answers_the_same(tmp_path):

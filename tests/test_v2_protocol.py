@@ -1,5 +1,5 @@
-"""The Open Inference Protocol v2 as its own client sees it: Triton's `tritonclient.http` against the real service,
-on real MNIST test images, its answers checked against /predict's."""
+"""The Open Inference Protocol v2 as its own client sees it: Triton's `tritonclient.http` over real HTTP against
+the API (served in the test process), on real MNIST test images, its answers checked against /predict's."""
 
 import re
 
@@ -20,17 +20,17 @@ def mnist_images(mnist_data_dir) -> np.ndarray:
     return load_mnist(mnist_data_dir).test_images[:COUNT]  # uint8 (N, 28, 28)
 
 
-@pytest.fixture(scope="module")
-def server(service, trained_model) -> triton.InferenceServerClient:
-    client = triton.InferenceServerClient(url=service.url.removeprefix("http://"))
+@pytest.fixture
+def server(shared_api, trained_model) -> triton.InferenceServerClient:
+    client = triton.InferenceServerClient(url=shared_api.url.removeprefix("http://"))
     yield client
     client.close()
 
 
-@pytest.fixture(scope="module")
-def expected_digits(service, trained_model, mnist_images) -> list[int]:
+@pytest.fixture
+def expected_digits(shared_api, trained_model, mnist_images) -> list[int]:
     """What /predict answers for the same images, sent as pixel grids (used as sent, like the tensors)."""
-    with service.client() as client:
+    with shared_api.client() as client:
         answer = client.post(
             "/predict",
             params={"model_id": trained_model},
@@ -75,8 +75,8 @@ def test_fp32_nchw_and_uint8_flat_give_predicts_digits(server, trained_model, mn
         assert (probabilities.argmax(axis=1) == digits).all()
 
 
-def test_without_a_version_the_default_model_answers(service, server, mnist_images):
-    with service.client() as client:
+def test_without_a_version_the_default_model_answers(shared_api, server, mnist_images):
+    with shared_api.client() as client:
         default = client.get("/models").json()["default"]["model_id"]
     result = server.infer("mnist", [image_input(mnist_images[:2].reshape(2, 784))])
     assert result.get_response()["model_version"] == default
@@ -121,8 +121,8 @@ def test_unknown_models_and_versions_are_404_malformed_versions_400(server):
         assert error.value.status() == status and message in error.value.message()
 
 
-def test_errors_outside_v2_keep_the_apis_own_form(service):
-    with service.client() as client:
+def test_errors_outside_v2_keep_the_apis_own_form(api):
+    with api.client() as client:
         v2 = client.post("/v2/models/mnist/infer", json={"inputs": []})
         assert v2.status_code == 400 and set(v2.json()) == {"error"}
         assert "inputs: List should have at least 1 item" in v2.json()["error"]
@@ -130,9 +130,9 @@ def test_errors_outside_v2_keep_the_apis_own_form(service):
         assert own.status_code == 404 and set(own.json()) == {"detail"}
 
 
-def test_a_wrong_input_name_and_an_unknown_output_are_refused(service):
+def test_a_wrong_input_name_and_an_unknown_output_are_refused(shared_api, trained_model):
     body = {"inputs": [{"name": "pixels", "shape": [1, 784], "datatype": "UINT8", "data": [0] * 784}]}
-    with httpx.Client(base_url=service.url) as client:
+    with httpx.Client(base_url=shared_api.url) as client:
         wrong_input = client.post("/v2/models/mnist/infer", json=body)
         body["inputs"][0]["name"] = "image"
         wrong_output = client.post("/v2/models/mnist/infer", json={**body, "outputs": [{"name": "logits"}]})
@@ -144,9 +144,9 @@ def test_a_wrong_input_name_and_an_unknown_output_are_refused(service):
     assert nested.status_code == 200 and nested.json()["outputs"][1]["shape"] == [1]  # nested data is row-major too
 
 
-def test_with_an_api_key_only_the_probes_are_open(stack):
+def test_with_an_api_key_only_the_probes_are_open(serve_api):
     key = "a-key-for-the-v2-test"
-    locked = stack(workers=0, MNIST_API_KEY=key)  # a model store of its own: no model yet
+    locked = serve_api(api_key=key)  # a model store of its own: no model yet
     server = triton.InferenceServerClient(url=locked.url.removeprefix("http://"))
     try:
         assert server.is_server_live() and server.get_server_metadata()["name"] == "mnist-service"

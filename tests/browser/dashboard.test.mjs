@@ -83,7 +83,9 @@ test('a job started from the form draws its loss and accuracy while it trains', 
   await page.fill('#field-train_batches', '60');
   await page.fill('#field-seed', '1');
   await page.click('#train-form button[type=submit]');
-  await page.waitForFunction(() => document.querySelector('#job-view').dataset.status === 'running');
+  await page.waitForFunction(() => document.querySelector('#job-view').dataset.status === 'running', null, {
+    timeout: 120_000, // a busy CI machine: the worker may still be finishing another test's work
+  });
 
   // Sample the loss chart as the job trains: the points must arrive a few at a time, not all at the end.
   const seen = new Set();
@@ -105,8 +107,8 @@ test('a job started from the form draws its loss and accuracy while it trains', 
   assert.match(await page.textContent('.job-summary'),
     /succeeded · batch 60 of 60 .* test accuracy \d+\.\d% on 10,000 images/);
   assert.ok(await page.isHidden('#job-view [data-action=cancel]'));
-  const row = page.locator('#jobs li.selected');
-  assert.match(await row.textContent(), /succeeded/);
+  // The list is fetched again when the job ends (and every 2 s): its row catches up with the job's view.
+  await page.waitForFunction(() => /succeeded/.test(document.querySelector('#jobs li.selected')?.textContent));
   await page.locator('#models .badge.default').waitFor();
 });
 
