@@ -131,8 +131,8 @@ class Settings(BaseSettings):
         1,
         ge=1,
         le=256,
-        description="torch's threads for the API's forward passes (one thread runs them, batching concurrent "
-        "requests). One leaves a core to the event loop, and a tiny network's pass is no faster on more.",
+        description="torch's threads for the API's forward passes (batches of concurrent requests). One leaves a "
+        "core for parsing requests, and a tiny network's pass is no faster on more.",
     )
     torch_threads: int | None = Field(
         None,

@@ -1,7 +1,7 @@
 """What makes serving fast keeps answering the same: the API runs on uvloop and httptools, one pixel grid is read
-at once by numpy into the array `pixels_to_array` makes, the batcher's compiled passes and its event-loop
-batches give `classify`'s answers, and the default model is re-read when the store changes. Speed itself is
-measured by `python -m bench` (docs/benchmarks.md), never asserted here."""
+at once by numpy into the array `pixels_to_array` makes, the batcher's event-loop batches give `classify`'s
+answers, and the default model is re-read when the store changes. Speed itself is measured by `python -m bench`
+(docs/benchmarks.md), never asserted here."""
 
 import asyncio
 import json
@@ -9,7 +9,6 @@ import time
 
 import numpy as np
 import pytest
-import torch
 import uvicorn
 
 from service.api.routes.predict import one_pixel_grid
@@ -18,7 +17,7 @@ from service.domain.network import build_network
 from service.domain.training_config import TrainingConfig
 from service.launcher import cli
 from service.serving.images import pixels_to_array
-from service.serving.inference import Batcher, ModelCache, classify, compile_for_inference
+from service.serving.inference import Batcher, ModelCache, classify
 from tests.helpers import add_model
 
 
@@ -83,15 +82,6 @@ def network(seed: int = 0):
     return build_network(TrainingConfig(seed=seed)).eval()
 
 
-def test_the_compiled_pass_answers_as_classify_does():
-    net = network()
-    compiled = compile_for_inference(net)
-    assert compiled is not None
-    images = np.random.default_rng(1).random((37, 28, 28), dtype=np.float32)
-    np.testing.assert_allclose(compiled(torch.from_numpy(images)).numpy(), classify(net, images), atol=1e-5)
-    assert compile_for_inference(build_network(TrainingConfig(seed=0)).train()) is None  # training mode: eager
-
-
 def test_event_loop_batches_answer_each_request_with_its_own_rows_in_one_pass():
     batcher = Batcher(max_images=64)
     nets = [network(0), network(1)]
@@ -100,10 +90,8 @@ def test_event_loop_batches_answer_each_request_with_its_own_rows_in_one_pass():
     passes = []
 
     async def ask_all():
-        for net in nets:  # the first request of a network goes to the thread, which compiles it
-            await batcher.classify_async(net, np.zeros((1, 28, 28), dtype=np.float32))
         run = batcher._run
-        batcher._run = lambda *args: (passes.append(len(args[2])), run(*args))[1]
+        batcher._run = lambda *args: (passes.append(len(args[1])), run(*args))[1]
         return await asyncio.gather(*(batcher.classify_async(net, images) for net, images in requests))
 
     answers = asyncio.run(ask_all())
@@ -117,7 +105,6 @@ def test_a_lone_request_is_answered_at_once_and_errors_reach_their_request():
     net = network()
 
     async def ask():
-        await batcher.classify_async(net, np.zeros((1, 28, 28), dtype=np.float32))  # compiled by the thread
         started = time.perf_counter()
         await batcher.classify_async(net, np.zeros((1, 28, 28), dtype=np.float32))
         took = time.perf_counter() - started

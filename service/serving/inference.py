@@ -5,15 +5,11 @@ saved, another API replica's choice of default, and a deletion all count at once
 """
 
 import asyncio
-import logging
 import os
 import queue
 import threading
 import time
-import warnings
-import weakref
 from collections import OrderedDict
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +26,6 @@ from service.domain.model_store import (
     model_exists,
     model_ids,
 )
-
-log = logging.getLogger(__name__)
 
 
 class NoModelYet(LookupError):
@@ -158,43 +152,6 @@ def classify(network: nn.Module, images: np.ndarray) -> np.ndarray:
     return torch.softmax(logits, dim=1).numpy()
 
 
-class _WithSoftmax(nn.Module):
-    """`classify`'s computation as one module, so that it compiles into one graph."""
-
-    def __init__(self, network: nn.Module) -> None:
-        super().__init__()
-        self.network = network
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.network(images.unsqueeze(1)), dim=1)
-
-
-def compile_for_inference(network: nn.Module) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """`classify`'s computation for `network` as one TorchScript graph, frozen and optimised for inference on the
-    CPU (oneDNN convolutions): 2x faster on a batch of 32, 1.5x on one image, and a single call into C++, where
-    the eager network returns to Python (and waits for the GIL) after each of its layers. Warmed up here, on the
-    calling thread: its first runs profile the graph. None where it does not apply (a network in training mode
-    or on another device) or fails: `classify` then."""
-    if network.training or any(p.device.type != "cpu" for p in network.parameters()):
-        return None
-    try:
-        # TorchScript is deprecated in favour of torch.compile, which needs a C++ compiler at run time; it still
-        # works in the torch that pyproject.toml pins, and is tested (tests/test_serving_speed.py).
-        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            example = torch.zeros(2, 28, 28)
-            compiled = torch.jit.optimize_for_inference(
-                torch.jit.trace(_WithSoftmax(network).eval(), example, check_trace=False)
-            )
-        with torch.inference_mode():
-            for batch in (1, 2, 1, 3):
-                compiled(torch.zeros(batch, 28, 28))
-    except Exception as error:  # an architecture TorchScript cannot trace: the eager network serves as well
-        log.warning("inference: the network could not be compiled (%s); it runs eagerly", error)
-        return None
-    return compiled
-
-
 class Batcher:
     """One forward pass for the images of many concurrent requests.
 
@@ -206,15 +163,18 @@ class Batcher:
       it in the same turn of the loop are run as one batch, on the loop itself, once the requests ready in that
       turn have been served. No thread: a hand-off to another thread and back costs more than the pass of a
       small batch, and a thread that needs the GIL while the loop is busy waits up to 5 ms (Python's switch
-      interval) each time it needs it, which turned a 1.7 ms pass of 32 images into 35 ms under load. Larger
-      requests, and networks not compiled yet, go to the thread.
+      interval) each time it needs it (the network returns to Python after each layer), which turned a 1.7 ms
+      pass of 32 images into 35 ms under load. Larger requests go to the thread.
     - `classify`, from any other thread; it blocks. Requests queue for one thread, which takes everything queued
       at once (grouped by network), runs it through, and hands each request its rows.
 
-    Passes run a compiled form of each network (`compile_for_inference`, made once by the thread) with
-    `threads` of torch's threads: its count is per thread, set in each thread that runs passes. On a small
-    machine one is best: the event loop needs a core to parse requests, and torch's threads, spinning in wait
-    for each other on a busy machine, make a small forward pass ten times slower rather than faster.
+    Passes run with `threads` of torch's threads: its count is per thread, set in each thread that runs passes.
+    On a small machine one is best: the event loop needs a core to parse requests, and torch's threads, spinning
+    in wait for each other on a busy machine, make a small forward pass ten times slower rather than faster.
+
+    (A network compiled by TorchScript's `optimize_for_inference` runs a batch of 32 2-3x faster, but each
+    compilation leaves about 0.7 MB in TorchScript's global registry of types for good: a process that serves
+    each newly trained model would grow without bound. The networks run eagerly.)
     """
 
     def __init__(self, max_images: int = 256, threads: int = 1, loop_images: int = 64) -> None:
@@ -222,7 +182,6 @@ class Batcher:
         self.threads = threads
         self.loop_images = loop_images
         self._queue: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
-        self._compiled: weakref.WeakKeyDictionary[nn.Module, Callable | None] = weakref.WeakKeyDictionary()
         self._on_loop: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
         threading.Thread(target=self._serve, name="inference-batcher", daemon=True).start()
 
@@ -238,9 +197,8 @@ class Batcher:
     async def classify_async(self, network: nn.Module, images: np.ndarray) -> np.ndarray:
         """Like `classify`, awaited on the running event loop."""
         loop = asyncio.get_running_loop()
-        compiled = self._compiled.get(network)
         pending = _Pending(network, images, loop.create_future())
-        if len(images) <= self.loop_images and compiled is not None:
+        if len(images) <= self.loop_images:
             waiting = self._on_loop.setdefault(loop, [])
             waiting.append(pending)
             if len(waiting) == 1:  # after the requests that are ready now have had their turn
@@ -265,9 +223,6 @@ class Batcher:
                 except queue.Empty:
                     break
                 count += len(batch[-1].images)
-            for network in {id(p.network): p.network for p in batch}.values():
-                if network not in self._compiled:
-                    self._compiled[network] = compile_for_inference(network)
             self._run_batch(batch)
 
     def _run_batch(self, batch: list["_Pending"]) -> None:
@@ -278,18 +233,14 @@ class Batcher:
             for end, request in enumerate(requests, 1):
                 count += len(request.images)
                 if count >= self.max_images or end == len(requests):
-                    self._run(network, self._compiled.get(network), requests[start:end])
+                    self._run(network, requests[start:end])
                     start, count = end, 0
 
     @staticmethod
-    def _run(network: nn.Module, compiled: Callable | None, requests: list["_Pending"]) -> None:
+    def _run(network: nn.Module, requests: list["_Pending"]) -> None:
         try:
             images = requests[0].images if len(requests) == 1 else np.concatenate([r.images for r in requests])
-            if compiled is None:
-                probabilities = classify(network, images)
-            else:
-                with torch.inference_mode():
-                    probabilities = compiled(torch.from_numpy(images)).numpy()
+            probabilities = classify(network, images)
             if len(requests) == 1:
                 requests[0].probabilities = probabilities
             else:
