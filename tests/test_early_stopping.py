@@ -4,25 +4,11 @@ accuracy on it reaches `target_accuracy`."""
 import pytest
 import torch
 from pydantic import ValidationError
-from torch import nn
 
 from service.domain.network import build_network
 from service.domain.training_config import TrainingConfig
+from tests.helpers import Recorder
 from worker.training import Dataset, host_dataset, train
-
-
-class Recorder(nn.Module):
-    """Remembers which images it was trained on (each image carries its index in its first pixel)."""
-
-    def __init__(self):
-        super().__init__()
-        self.linear = nn.Linear(1, 10)
-        self.seen: list[int] = []
-
-    def forward(self, x):
-        if self.training:
-            self.seen += x[:, 0, 0, 0].round().long().tolist()
-        return self.linear(x[:, :, 0, 0])
 
 
 @pytest.fixture(scope="module")

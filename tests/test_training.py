@@ -5,10 +5,10 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
 from service.domain.network import build_network
 from service.domain.training_config import TrainingConfig
+from tests.helpers import Recorder
 from worker.training import Dataset, TrainingError, evaluate, host_dataset, resolve_device, train
 
 
@@ -42,20 +42,6 @@ def test_the_tutorial_run_learns(mnist):
     assert sum(p.loss for p in points[-10:]) < sum(p.loss for p in points[:10]) / 3
     loss, accuracy = evaluate(network, mnist.test_x, mnist.test_y)
     assert accuracy > 0.85 and loss < 0.5
-
-
-class Recorder(nn.Module):
-    """Remembers which images it was shown (each image carries its index in its first pixel)."""
-
-    def __init__(self):
-        super().__init__()
-        self.linear = nn.Linear(1, 10)
-        self.seen: list[int] = []
-
-    def forward(self, x):
-        if self.training:
-            self.seen += x[:, 0, 0, 0].round().long().tolist()
-        return self.linear(x[:, :, 0, 0])
 
 
 def test_every_epoch_sees_every_image_once_in_a_fresh_order():

@@ -1,18 +1,15 @@
 """The RQ entry point: glue of data, network, training loop, metric publisher and model store."""
 
 import math
-import platform
 import time
 from datetime import UTC, datetime
 
-import torch
 from redis.exceptions import RedisError
 from rq import Queue, get_current_job
 from rq.timeouts import JobTimeoutException
 
-import service
 from service.domain.mnist import DataError
-from service.domain.model_store import ModelMetadata, delete_model, new_model_id, save_model
+from service.domain.model_store import ModelMetadata, delete_model, new_model_id, save_model, software_versions
 from service.domain.network import build_network, parameter_count
 from service.domain.training_config import TrainingConfig
 from service.settings import get_settings
@@ -82,11 +79,7 @@ def _train(job, config: TrainingConfig) -> dict:
         parameters=parameter_count(network),
         train_seconds=train_seconds,
         device=str(device),
-        versions={
-            "mnist-service": service.__version__,
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-        },
+        versions=software_versions(),
     )
     # A job that stopped being this worker's (failed as abandoned while it could not reach Redis) saves nothing.
     patience_s = settings.metrics_flush_timeout_s  # Redis away at the end: wait for it as long as for the points

@@ -9,6 +9,7 @@ and prediction keeps working while Redis is down.
 """
 
 import logging
+import platform
 import re
 import secrets
 import shutil
@@ -18,11 +19,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
+import torch
 from pydantic import ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+import service
 from service.domain.files import atomic_path
 from service.domain.model_metadata import ModelMetadata
 from service.domain.network import build_network
@@ -50,6 +53,11 @@ class ModelUnreadable(ModelNotFound):
             detail = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'the file'}: {e['msg']}" for e in reason.errors()[:3])
         super().__init__(f"model {model_id!r} cannot be read: {file}: {detail[:300]}")
         self.model_id = model_id
+
+
+def software_versions() -> dict[str, str]:
+    """The versions a model's metadata records: of the service, torch and Python that trained it."""
+    return {"mnist-service": service.__version__, "torch": torch.__version__, "python": platform.python_version()}
 
 
 def new_model_id(created_at: datetime) -> str:
