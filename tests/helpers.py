@@ -247,7 +247,9 @@ class _Host:
     def __init__(self) -> None:
         self.sockets = []
         for _ in range(self.PORTS):
-            listening = socket.socket()
+            # IPPROTO_TCP named: asyncio sets TCP_NODELAY only on sockets whose protocol says TCP, and without it a
+            # keep-alive client waits out a 40 ms delayed ACK on every request.
+            listening = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
             listening.bind(("127.0.0.1", 0))
             self.sockets.append(listening)
         self.apps: dict[int, ASGIApp | None] = {s.getsockname()[1]: None for s in self.sockets}
