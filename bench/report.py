@@ -1,5 +1,7 @@
 """docs/benchmarks.md from the results of one run."""
 
+from bench import gpu
+
 # Serving targets (issue 13): the service's throughput over the bare app's, same run.
 TARGETS = {("get", "c1"): 0.8, ("get", "c32"): 0.8, ("pixels", "c1"): 1.0, ("pixels", "c32"): 2.0}
 
@@ -31,6 +33,7 @@ interleaved runs, are what to read."""
         sections.append(_soak(r["soak"]))
     if all(key in r for key in ("tutorial", "larger", "fast", "fast_curve")):
         sections.append(_training(r))
+    sections.append(gpu.markdown(gpu.stored()))  # a GPU run's figures (bench/gpu.sh), or that it is pending
     if r.get("failed"):
         failures = "\n".join(f"- `{name}`: {error}" for name, error in r["failed"].items())
         sections.append(f"## Sections that failed in this run\n\n{failures}")

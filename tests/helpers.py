@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import pytest
 import torch
 import uvicorn
 from fastapi import FastAPI
@@ -34,6 +35,15 @@ from service.settings import Settings
 from worker.training import device_dataset, evaluate, resolve_device, train
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Devices: every test of a device path runs on the CPU, and on CUDA where this machine has it (bench/gpu.sh runs
+# them on a GPU machine); a test of what a machine without CUDA answers is skipped where there is one.
+NO_CUDA = "no CUDA device: run bench/gpu.sh on a GPU machine"
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_CUDA)
+DEVICES = ["cpu", pytest.param("cuda", marks=needs_cuda)]
+without_cuda = pytest.mark.skipif(
+    torch.cuda.is_available(), reason="this machine has a CUDA GPU: tests/test_gpu.py checks that device 'cuda' works"
+)
 
 
 # Polling

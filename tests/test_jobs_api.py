@@ -11,7 +11,7 @@ from service.domain.model_store import load_network
 from service.domain.training_config import TrainingConfig
 from service.queue import jobs
 from service.schemas.jobs import ENDED
-from tests.helpers import wait_for_job
+from tests.helpers import wait_for_job, without_cuda
 
 
 def test_a_short_job_trains_publishes_every_batch_once_and_saves_a_loadable_model(service, worker):
@@ -114,11 +114,8 @@ def test_unknown_and_malformed_job_ids(api):
         assert client.get(f"/jobs/{uuid.uuid4()}/metrics", params={"since": "junk"}).status_code == 422
 
 
+@without_cuda
 def test_cuda_on_a_cpu_worker_fails_with_a_clear_message(service):
-    import torch
-
-    if torch.cuda.is_available():
-        pytest.skip("this machine has a GPU")
     with service.client() as client:
         job = wait_for_job(client, client.post("/jobs", json={"device": "cuda", "train_batches": 1}).json()["id"])
     assert job["status"] == "failed" and job["ended"] is True

@@ -8,7 +8,7 @@ import torch
 
 from service.domain.network import build_network
 from service.domain.training_config import TrainingConfig
-from tests.helpers import Recorder
+from tests.helpers import Recorder, without_cuda
 from worker.training import Dataset, TrainingError, evaluate, host_dataset, resolve_device, train
 
 
@@ -58,9 +58,8 @@ def test_every_epoch_sees_every_image_once_in_a_fresh_order():
     assert epochs[0] != epochs[1] != epochs[2]
 
 
+@without_cuda
 def test_cuda_without_a_gpu_is_a_clear_error():
-    if torch.cuda.is_available():
-        pytest.skip("this machine has a GPU")
     with pytest.raises(TrainingError, match="no CUDA GPU"):
         resolve_device("cuda")
     assert resolve_device("auto") == torch.device("cpu")
