@@ -355,7 +355,7 @@ def add_model(model_dir: Path, month: int = 1, **config) -> str:
         test_accuracy=0.5 + month / 100,
         test_loss=1.0,
     )
-    save_model(model_dir, build_network(training_config), metadata)
+    save_model(model_dir, build_network(training_config), metadata, make_default=training_config.make_default)
     return metadata.id
 
 
@@ -381,7 +381,7 @@ def train_model(model_dir: Path, data_dir: Path, config: TrainingConfig) -> Mode
         device=str(device),
         versions=software_versions(),
     )
-    save_model(model_dir, network, metadata)
+    save_model(model_dir, network, metadata, make_default=config.make_default)
     return metadata
 
 

@@ -1,4 +1,4 @@
-"""The client commands (`train`, `jobs`, `models`, `predict`, `cancel`) as a user runs them: real processes
+"""The client commands (`train`, `jobs`, `models`, `default`, `predict`, `cancel`) as a user runs them: real processes
 talking HTTP to the API (served in the test process) and the session's worker."""
 
 import re
@@ -81,13 +81,17 @@ def test_a_refused_config_exits_non_zero_with_the_servers_message(api):
 
 
 def test_a_job_that_fails_exits_non_zero_with_its_error(service):
-    done = cli("train", "--watch", "--set", "device=cuda", "--set", "train_batches=5", url=service.url)
+    # A config that diverges on any device (a CPU or a GPU machine): momentum at learning rate 10.
+    diverging = ["learning_rate=10", "optimizer=momentum", "batch_norm=true", "hidden_units=1024", "seed=1"]
+    done = cli("train", "--watch", *(f"--set={field}" for field in diverging), url=service.url)
     assert done.returncode == 1, done.stdout
-    assert done.stderr.startswith("failed: ") and "cuda" in done.stderr.lower()
+    assert done.stderr.startswith("failed: training diverged: "), done.stderr
 
 
-def test_predict_prints_the_digit_and_confidence_of_each_file(serve_api, trained_model, shared_settings, tmp_path):
-    # A store whose one model, so its default, is the session's trained model.
+def test_predict_prints_the_digit_and_confidence_of_each_file_and_saves_what_the_model_saw(
+    serve_api, trained_model, shared_settings, tmp_path
+):
+    # A store whose one model is the session's trained model, copied in by hand: no default until one is chosen.
     shutil.copytree(shared_settings.model_dir / trained_model, tmp_path / "models" / trained_model)
     api = serve_api(model_dir=tmp_path / "models")
     mnist = load_mnist(shared_settings.data_dir)
@@ -95,13 +99,22 @@ def test_predict_prints_the_digit_and_confidence_of_each_file(serve_api, trained
     for index in range(3):
         paths.append(tmp_path / f"digit-{mnist.test_labels[index]}.png")
         Image.fromarray(mnist.test_images[index]).resize((112, 112)).save(paths[-1])
-    done = cli("predict", *map(str, paths), url=api.url)
+    refused = cli("predict", str(paths[0]), url=api.url)
+    assert refused.returncode == 1 and "error: no default model yet: choose one" in refused.stderr
+    chosen = cli("default", trained_model, url=api.url)
+    assert chosen.returncode == 0 and chosen.stdout == f"default: {trained_model}\n", chosen.stderr
+
+    done = cli("predict", *map(str, paths), "--save-seen", str(tmp_path / "seen"), url=api.url)
     assert done.returncode == 0, done.stderr
-    for path, line in zip(paths, done.stdout.splitlines(), strict=True):
-        found = re.fullmatch(rf"{re.escape(str(path))}: (\d) \((\d+\.\d\d)%\)", line)
+    for number, (path, line) in enumerate(zip(paths, done.stdout.splitlines(), strict=True), 1):
+        seen = tmp_path / "seen" / f"{number}-{path.stem}.png"
+        found = re.fullmatch(rf"{re.escape(str(path))}: (\d) \((\d+\.\d\d)%\)  saw: {re.escape(str(seen))}", line)
         assert found, line
+        with Image.open(seen) as picture:
+            assert (picture.format, picture.mode, picture.size) == ("PNG", "L", (28, 28))
     # The model reads the first test digits (7, 2, 1) right.
-    assert [line.rsplit(":", 1)[1].split()[0] for line in done.stdout.splitlines()] == ["7", "2", "1"]
+    assert [line.split(": ")[1].split()[0] for line in done.stdout.splitlines()] == ["7", "2", "1"]
+    assert cli("default", "20260101T000000Z-00000000", url=api.url).stderr.startswith("error: no model")
 
 
 def test_an_unreachable_server_is_a_clear_error():

@@ -108,8 +108,12 @@ def test_models_that_cannot_be_read_are_skipped_and_named_never_a_500(api, caplo
             assert client.post(f"/models/{model_id}/default").status_code == 404
         assert client.post("/predict", params={"model_id": good}, json=PIXELS).status_code == 200
 
-        # A chosen default that became unreadable gives way too; deleting the broken models works.
+        # A chosen default that cannot be read gives way to no other model (nobody chose one): a 409 that says so;
+        # deleting the broken models works.
         assert client.post(f"/models/{corrupt_weights}/default").status_code == 200
+        served = client.post("/predict", json=PIXELS)
+        assert served.status_code == 409 and f"the default model {corrupt_weights!r} cannot be read" in served.text
+        assert client.post(f"/models/{good}/default").status_code == 200
         assert client.post("/predict", json=PIXELS).json()["model_id"] == good
         for model_id in (*unreadable_metadata, no_weights, corrupt_weights):
             assert client.delete(f"/models/{model_id}").status_code == 204

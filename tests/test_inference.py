@@ -10,44 +10,49 @@ from service.domain.model_store import (
     DEFAULT_FILE,
     ModelNotFound,
     choose_default_model,
+    default_model,
     default_model_id,
     delete_model,
     list_models,
     load_network,
+    no_default_reason,
 )
 from service.domain.network import build_network
 from service.domain.training_config import TrainingConfig
-from service.serving.inference import Batcher, ModelCache, NoModelYet, classify
+from service.serving.inference import Batcher, ModelCache, NoDefaultModel, classify
 from tests.helpers import add_model
 
 
-def test_the_default_is_the_chosen_model_while_it_exists_else_the_newest(tmp_path):
-    assert default_model_id(tmp_path) is None
+def test_the_default_is_the_first_model_saved_until_another_is_chosen_and_none_once_it_is_deleted(tmp_path):
+    assert default_model(tmp_path) is None
     january, march = add_model(tmp_path, 1), add_model(tmp_path, 3)
-    assert default_model_id(tmp_path) == march
-    choose_default_model(tmp_path, january)
+    assert default_model(tmp_path) == (january, False)
+    choose_default_model(tmp_path, march)
     may = add_model(tmp_path, 5)
-    assert default_model_id(tmp_path) == january
+    assert default_model(tmp_path) == (march, True)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging file left
-    delete_model(tmp_path, january)
-    assert default_model_id(tmp_path) == may
-    assert [m.id for m in list_models(tmp_path)] == [may, march]
+    delete_model(tmp_path, march)
+    assert default_model(tmp_path) is None and "'" + march + "', was deleted" in no_default_reason(tmp_path)
+    assert [m.id for m in list_models(tmp_path)] == [may, january]
+    july = add_model(tmp_path, 7)
+    assert default_model_id(tmp_path) == july
 
 
 def test_deleting_or_choosing_an_unknown_model_is_not_found(tmp_path):
     model_id = add_model(tmp_path, 1)
     delete_model(tmp_path, model_id)
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == [DEFAULT_FILE]  # naming the deleted default, for the 409
+    choice = (tmp_path / DEFAULT_FILE).read_text()
     for action in (delete_model, choose_default_model):
         for bad in (model_id, "../x", f"{model_id}/../../x"):
             with pytest.raises(ModelNotFound):
                 action(tmp_path, bad)
-    assert not (tmp_path / DEFAULT_FILE).exists()
+    assert (tmp_path / DEFAULT_FILE).read_text() == choice
 
 
 def test_the_cache_resolves_ids_against_the_store_each_time(tmp_path):
     cache = ModelCache(tmp_path, size=2)
-    with pytest.raises(NoModelYet, match="POST /jobs first"):
+    with pytest.raises(NoDefaultModel, match="POST /jobs first"):
         cache.resolve(None)
     model_id = add_model(tmp_path, 1)
     assert cache.resolve(None) == cache.resolve(model_id) == model_id
@@ -55,7 +60,7 @@ def test_the_cache_resolves_ids_against_the_store_each_time(tmp_path):
     delete_model(tmp_path, model_id)  # as another replica would: this cache still holds the network
     with pytest.raises(ModelNotFound):
         cache.resolve(model_id)
-    with pytest.raises(NoModelYet):
+    with pytest.raises(NoDefaultModel):
         cache.resolve(None)
 
 

@@ -161,6 +161,53 @@ def test_single_and_batch_answers_agree_and_pixels_are_used_as_sent(
     same(pixels, network_probabilities[: len(images)])
 
 
+def seen_image(prediction: dict) -> np.ndarray:
+    """The 28x28 image a prediction says the model saw, from its PNG data: URL."""
+    media_type, _, data = prediction["image"].partition(",")
+    assert media_type == "data:image/png;base64"
+    picture = Image.open(io.BytesIO(base64.b64decode(data)))
+    assert (picture.format, picture.mode, picture.size) == ("PNG", "L", (28, 28))
+    return np.asarray(picture)
+
+
+def test_each_input_form_can_return_the_image_the_model_saw(service, trained_model, test_set):
+    digits = test_set[0][:3]
+    drawn = digit_png()  # a 1, dark on white, 120x160: the model sees it light on black, centred, 20 px tall
+    query = {"model_id": trained_model}
+    with service.client() as client:
+
+        def predictions(params=query, **request) -> list[dict]:
+            response = client.post("/predict", params=params, **request)
+            assert response.status_code == 200, response.text
+            return response.json()["predictions"]
+
+        plain = predictions(json={"image": b64(drawn)})
+        asked = {**query, "return_image": "true"}
+        seen_upload = predictions(asked, files={"file": ("one.png", drawn)})
+        seen_base64 = predictions(asked, json={"image": f"data:image/png;base64,{b64(drawn)}"})
+        seen_pixels = predictions(asked, json={"pixels": digits[0].tolist()})
+        seen_batch = predictions(
+            asked, json={"instances": [{"pixels": d.tolist()} for d in digits] + [{"image": b64(drawn)}]}
+        )
+        sent_back = predictions(json={"pixels": seen_image(seen_upload[0]).tolist()})
+        refused = client.post("/predict", params={"return_image": "maybe"}, json={"pixels": ROWS})
+
+    assert set(plain[0]) == {"digit", "confidence", "probabilities"}  # not asked: the answer is as it always was
+    assert all(set(p) == {"digit", "confidence", "probabilities", "image"} for p in seen_batch)
+    one = seen_image(seen_upload[0])
+    rows, columns = np.nonzero(one > 127)
+    assert rows.min() >= 4 and rows.max() <= 23 and columns.min() >= 10 and columns.max() <= 17  # a centred bar
+    assert one[0].max() == 0 and one[:, 0].max() == 0  # black around it: light ink on black, as MNIST's
+    assert np.array_equal(seen_image(seen_base64[0]), one)
+    assert np.array_equal(seen_image(seen_batch[3]), one)
+    assert np.array_equal(seen_image(seen_pixels[0]), digits[0])  # a pixel grid is seen as sent
+    assert [seen_image(p).tolist() for p in seen_batch[:3]] == [d.tolist() for d in digits]
+    # What the model saw, sent back as pixels, is read exactly as the picture was.
+    np.testing.assert_allclose(sent_back[0]["probabilities"], seen_upload[0]["probabilities"], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(plain[0]["probabilities"], seen_upload[0]["probabilities"], rtol=1e-4, atol=1e-6)
+    assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["query", "return_image"]
+
+
 def png_declaring(width: int, height: int) -> bytes:
     """A PNG of a few bytes whose header declares `width` x `height`: a decompression bomb."""
     small = encode(Image.new("L", (1, 1)))
@@ -355,16 +402,29 @@ def test_every_supported_format_and_mode_is_read(service, trained_model, fmt, mo
     assert response.json()["predictions"][0]["digit"] == 1
 
 
-def test_a_model_trained_while_the_api_runs_is_listed_and_serves_at_once(service, worker, trained_model):
+def test_a_model_trained_while_the_api_runs_serves_at_once_but_is_the_default_only_if_its_job_asks(
+    service, worker, trained_model
+):
     with service.client() as client:
         assert client.post("/predict", json={"pixels": ROWS}).status_code == 200  # the API already serves a model
-        job = wait_for_job(client, client.post("/jobs", json={"train_batches": 20, "seed": 3}).json()["id"])
-        assert job["status"] == "succeeded", worker.output()
+        default = client.get("/models").json()["default"]
+        trial = wait_for_job(client, client.post("/jobs", json={"train_batches": 10, "seed": 3}).json()["id"])
+        assert trial["status"] == "succeeded", worker.output()
         listing = client.get("/models").json()
         served = client.post("/predict", json={"pixels": ROWS}).json()
-        chosen = client.post("/predict", params={"model_id": job["model_id"]}, json={"pixels": ROWS}).json()
-        metadata = client.get(f"/models/{job['model_id']}").json()
-    assert listing["models"][0]["id"] == job["model_id"]
-    assert listing["default"] == {"model_id": job["model_id"], "chosen": False}
-    assert served["model_id"] == chosen["model_id"] == job["model_id"]
-    assert metadata["job_id"] == job["id"] and metadata["config"]["train_batches"] == 20
+        named = client.post("/predict", params={"model_id": trial["model_id"]}, json={"pixels": ROWS}).json()
+        metadata = client.get(f"/models/{trial['model_id']}").json()
+
+        wanted = wait_for_job(
+            client, client.post("/jobs", json={"train_batches": 10, "seed": 4, "make_default": True}).json()["id"]
+        )
+        assert wanted["status"] == "succeeded", worker.output()
+        now = client.get("/models").json()["default"]
+        served_now = client.post("/predict", json={"pixels": ROWS}).json()
+        client.post(f"/models/{default['model_id']}/default")  # the session's other tests keep their default
+    assert listing["models"][0]["id"] == trial["model_id"]
+    assert listing["default"] == default and served["model_id"] == default["model_id"] != trial["model_id"]
+    assert named["model_id"] == trial["model_id"]
+    assert metadata["job_id"] == trial["id"] and metadata["config"]["train_batches"] == 10
+    assert now == {"model_id": wanted["model_id"], "chosen": True, "reason": None}
+    assert served_now["model_id"] == wanted["model_id"]

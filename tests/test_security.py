@@ -3,16 +3,17 @@
 import os
 import subprocess
 import sys
-import uuid
 
 import pytest
 
 KEY = "s3cret-key-for-the-tests"
+# A fixed id: parallel test runners must collect the same parameters.
+UNKNOWN_JOB = "7e1b8770-24f6-4cb5-877c-9d1dc4ea08d9"
 PROTECTED = [
     ("GET", "/jobs"),
     ("POST", "/jobs"),
-    ("GET", f"/jobs/{uuid.uuid4()}"),
-    ("GET", f"/jobs/{uuid.uuid4()}/events"),
+    ("GET", f"/jobs/{UNKNOWN_JOB}"),
+    ("GET", f"/jobs/{UNKNOWN_JOB}/events"),
     ("GET", "/models"),
     ("POST", "/predict"),
     ("GET", "/presets"),

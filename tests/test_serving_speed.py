@@ -17,7 +17,7 @@ from service.domain.network import build_network
 from service.domain.training_config import TrainingConfig
 from service.launcher import cli
 from service.serving.images import pixels_to_array
-from service.serving.inference import Batcher, ModelCache, classify
+from service.serving.inference import Batcher, ModelCache, NoDefaultModel, classify
 from tests.helpers import add_model
 
 
@@ -121,11 +121,12 @@ def test_the_remembered_default_follows_the_store(tmp_path):
     january = add_model(tmp_path, 1)
     model_id, _ = cache.resolve_and_load(None)
     assert model_id == january and cache.loaded(None)[0] == january
-    march = add_model(tmp_path, 3)  # a newer model is the default at once
+    march = add_model(tmp_path, 3, make_default=True)  # a newer model saved as the default is the default at once
     assert cache.loaded(None) is None and cache.resolve_and_load(None)[0] == march
     choose_default_model(tmp_path, january)
     assert cache.loaded(None) is None and cache.resolve_and_load(None)[0] == january
     assert cache.loaded(january)[0] == january and cache.loaded("20260101T000000Z-00000000") is None
     delete_model(tmp_path, january)
     assert cache.loaded(None) is None and cache.loaded(january) is None
-    assert cache.resolve_and_load(None)[0] == march
+    with pytest.raises(NoDefaultModel, match="was deleted"):
+        cache.resolve_and_load(None)

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 import pytest
 import torch
 
-from service.domain.model_store import ModelNotFound, list_models, load_network, save_model
+from service.domain.model_store import DEFAULT_FILE, ModelNotFound, list_models, load_network, save_model
 from service.domain.network import build_network, parameter_count
 from service.domain.training_config import TrainingConfig
 from tests.helpers import model_metadata as metadata
@@ -17,7 +17,8 @@ def test_a_saved_model_loads_and_answers_the_same(tmp_path):
     saved = metadata(config, datetime.now(UTC))
     folder = save_model(tmp_path, network, saved)
     assert sorted(p.name for p in folder.iterdir()) == ["metadata.json", "weights.safetensors"]
-    assert [p.name for p in tmp_path.iterdir()] == [saved.id]  # no staging folder left behind
+    # No staging folder left behind; beside the model, the default's file: the first model saved is the default.
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([saved.id, DEFAULT_FILE])
     loaded, loaded_metadata = load_network(tmp_path, saved.id)
     x = torch.rand(4, 1, 28, 28)
     assert torch.equal(loaded(x), network(x))

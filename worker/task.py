@@ -84,7 +84,7 @@ def _train(job, config: TrainingConfig) -> dict:
     # A job that stopped being this worker's (failed as abandoned while it could not reach Redis) saves nothing.
     patience_s = settings.metrics_flush_timeout_s  # Redis away at the end: wait for it as long as for the points
     ensure_still_mine(job, patience_s)
-    save_model(settings.model_dir, network, metadata)
+    save_model(settings.model_dir, network, metadata, make_default=config.make_default)
     try:
         ensure_still_mine(job, patience_s)  # lost while saving: take the model back out
     except JobLost:

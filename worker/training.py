@@ -20,6 +20,7 @@ from service.domain.metric_point import MetricPoint
 from service.domain.mnist import IMAGE_SIDE, load_mnist
 from service.domain.network import build_network
 from service.domain.training_config import TrainingConfig
+from worker.augmentation import BatchAugmenter
 
 
 class TrainingError(RuntimeError):
@@ -151,6 +152,7 @@ def train(
     device = data.train_x.device
     torch.manual_seed(config.seed)
     order = torch.Generator().manual_seed(config.seed)
+    augment = BatchAugmenter(config.augmentation, config.seed, device)  # training batches only, never validation
     optimizer = make_optimizer(network, config)
     schedule = make_schedule(optimizer, config)
     trained_on = len(data.train_y) - config.holdout
@@ -167,7 +169,7 @@ def train(
     batch = 0
     for batch in range(1, config.total_batches + 1):
         index = next(train_batches)
-        x, y = data.train_x[index].contiguous(memory_format=torch.channels_last), data.train_y[index]
+        x, y = augment(data.train_x[index]).contiguous(memory_format=torch.channels_last), data.train_y[index]
         with _autocast(device, config):
             logits = network(x)
         loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)

@@ -5,13 +5,17 @@ import gc
 import math
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import REGISTRY
 from redis.exceptions import RedisError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+from starlette.types import Scope
 
 import service
 from service.api import observability
@@ -20,11 +24,11 @@ from service.api.observability import HttpMetricsMiddleware, RequestIdMiddleware
 from service.api.prometheus import TrainingCollector
 from service.api.reaper import reap_abandoned_jobs
 from service.api.routes import dashboard, docs, events, health, jobs, models, predict, presets, samples, v2
-from service.api.security import ApiKeyGate, require_api_key
+from service.api.security import ApiKeyGate, key_dependencies
 from service.domain.model_store import ModelNotFound
 from service.queue.connection import async_redis_client, redis_client
 from service.queue.jobs import JobConflict, JobNotFound, QueueFull
-from service.serving.inference import Batcher, ModelCache, NoModelYet
+from service.serving.inference import Batcher, ModelCache, NoDefaultModel
 from service.settings import Settings, get_settings
 
 
@@ -84,19 +88,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(dashboard.router)
     app.include_router(docs.router)
     app.include_router(v2.probes)
-    protected = [Depends(require_api_key)]
     for resource in (jobs, models, predict, events, presets, samples, v2):
-        app.include_router(resource.router, dependencies=protected)
+        app.include_router(resource.router, dependencies=key_dependencies(settings.api_key))
     app.mount("/dashboard", dashboard.static_files, name="dashboard")
     app.mount(docs.ASSETS_URL, docs.static_files, name="docs-assets")
 
     # The domain's errors carry messages for the user; each kind has its status.
-    for error_class, status_code in ((JobNotFound, 404), (ModelNotFound, 404), (NoModelYet, 409), (JobConflict, 409)):
+    for error_class, status_code in (
+        (JobNotFound, 404),
+        (ModelNotFound, 404),
+        (NoDefaultModel, 409),
+        (JobConflict, 409),
+    ):
         app.add_exception_handler(error_class, _answer_with(status_code))
 
     @app.exception_handler(QueueFull)
     async def queue_full(request: Request, error: QueueFull) -> JSONResponse:
         return JSONResponse({"detail": str(error)}, status_code=429, headers={"Retry-After": str(error.retry_after_s)})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
+        # Starlette's `Allow` names only the methods of the first route at the path (e.g. POST of /jobs, not GET).
+        if error.status_code == 405 and (methods := _methods_at(app, request.scope)):
+            error.headers = {**(error.headers or {}), "Allow": ", ".join(methods)}
+        return await http_exception_handler(request, error)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -107,6 +122,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"detail": f"Redis is unavailable: {error}"}, status_code=503)
 
     return app
+
+
+def _methods_at(app: FastAPI, scope: Scope) -> list[str]:
+    """Every method that a route at the request's path answers: what a 405's `Allow` must list."""
+    return [
+        method
+        for method in _METHODS
+        if any(route.matches({**scope, "method": method})[0] is Match.FULL for route in app.router.routes)
+    ]
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 def _answerable(problem: dict) -> dict:

@@ -3,8 +3,9 @@
 Clients send ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``; the dashboard, whose EventSource
 cannot send headers, keeps it in a same-site cookie. Keys are compared in constant time.
 
-The routes that require it are those included with the ``require_api_key`` dependency (see ``create_app``);
-the probes, ``/metrics``, the v2 server metadata and health, the dashboard's page and files, and the
+The routes that require it are those included with ``key_dependencies`` (see ``create_app``): with no key
+configured there are none, so the OpenAPI document declares no security scheme that the API does not enforce. The
+probes, ``/metrics``, the v2 server metadata and health, the dashboard's page and files, and the
 documentation are open, and none of them takes a body. FastAPI resolves a route's dependencies only after it has
 read and parsed the body, so ``ApiKeyGate`` guards bodies themselves: a request that carries one must carry the
 key too, or not a byte of its body is read.
@@ -13,7 +14,7 @@ key too, or not a byte of its body is read.
 import hmac
 from urllib.parse import unquote
 
-from fastapi import HTTPException, Request, Security
+from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
 from starlette.datastructures import Headers
@@ -40,6 +41,12 @@ def carries_key(connection: HTTPConnection, key: SecretStr) -> bool:
     return hmac.compare_digest(given.encode(), key.get_secret_value().encode())
 
 
+def key_dependencies(key: SecretStr | None) -> list:
+    """The dependencies of the routes that need the key: `require_api_key`, whose parameters declare the two ways
+    to send it in the OpenAPI schema, when a key is configured; none when none is."""
+    return [Depends(require_api_key)] if key is not None else []
+
+
 async def require_api_key(
     request: Request,
     # Read by `carries_key`; declared here so that the OpenAPI schema shows both ways to send the key.
@@ -50,7 +57,7 @@ async def require_api_key(
     # would cost every protected request more than the check itself. The settings are read from the app's state,
     # not as a dependency of their own: FastAPI's resolution of each costs more than the check too.
     settings: Settings = request.app.state.settings
-    if settings.api_key is not None and not carries_key(request, settings.api_key):
+    if not carries_key(request, settings.api_key):
         raise HTTPException(401, REFUSAL, headers=CHALLENGE)
 
 

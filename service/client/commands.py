@@ -1,13 +1,15 @@
-"""The commands that talk to a running server over HTTP (never to Redis): train, jobs, cancel, models, predict."""
+"""The commands that talk to a running server over HTTP (never to Redis): train, jobs, cancel, models, default,
+predict."""
 
 import argparse
 import json
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
-from service.client.sdk import DEFAULT_URL, Client, ServiceError
+from service.client.sdk import DEFAULT_URL, Client, ServiceError, seen_png
 from service.schemas.jobs import Job
 
 
@@ -45,8 +47,19 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     cancel_parser.add_argument("job_id")
     cancel_parser.set_defaults(func=cancel)
     commands.add_parser("models", parents=[server], help="list trained models, newest first").set_defaults(func=models)
+    default_parser = commands.add_parser(
+        "default", parents=[server], help="make a model the one predict uses when none is named"
+    )
+    default_parser.add_argument("model_id", metavar="MODEL_ID")
+    default_parser.set_defaults(func=choose_default)
     predict_parser = commands.add_parser("predict", parents=[server], help="the digit in each picture")
     predict_parser.add_argument("images", nargs="+", metavar="IMAGE")
+    predict_parser.add_argument(
+        "--save-seen",
+        type=Path,
+        metavar="DIR",
+        help="save the 28x28 image the model saw for each picture into DIR, as <n>-<picture's name>.png",
+    )
     predict_parser.set_defaults(func=predict)
 
 
@@ -105,11 +118,23 @@ def models(args: argparse.Namespace) -> None:
     )
 
 
+def choose_default(args: argparse.Namespace) -> None:
+    with _connect(args) as client:
+        print(f"default: {_or_exit(client.choose_default, args.model_id).model_id}")
+
+
 def predict(args: argparse.Namespace) -> None:
     with _connect(args) as client:
-        answer = _or_exit(client.predict, args.images)
-    for image, prediction in zip(args.images, answer.predictions, strict=True):
-        print(f"{image}: {prediction.digit} ({_percent(prediction.confidence)})")
+        answer = _or_exit(client.predict, args.images, None, args.save_seen is not None)
+    for number, (image, prediction) in enumerate(zip(args.images, answer.predictions, strict=True), 1):
+        line = f"{image}: {prediction.digit} ({_percent(prediction.confidence)})"
+        if args.save_seen is not None:
+            # Numbered: pictures of the same name from different folders stay apart.
+            seen = args.save_seen / f"{number}-{Path(image).stem}.png"
+            seen.parent.mkdir(parents=True, exist_ok=True)
+            seen.write_bytes(seen_png(prediction))
+            line += f"  saw: {seen}"
+        print(line)
 
 
 def _follow(client: Client, job: Job) -> Job:

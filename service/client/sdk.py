@@ -28,8 +28,8 @@ from pydantic import BaseModel, ValidationError
 
 from service.domain.metric_point import MetricPoint
 from service.schemas.jobs import Job, JobList
-from service.schemas.models import ModelList
-from service.schemas.predictions import Predictions
+from service.schemas.models import DefaultModel, ModelList
+from service.schemas.predictions import Prediction, Predictions
 
 DEFAULT_URL = "http://localhost:8000"
 STREAM_IDLE_S = 60.0  # an event stream silent for longer is dead: the server sends keep-alives every 15 s
@@ -114,20 +114,28 @@ class Client:
         """Models, newest first, and the default."""
         return self._call(ModelList, "GET", "/models")
 
-    def predict(self, images: ImageLike | Iterable[ImageLike], model_id: str | None = None) -> Predictions:
+    def choose_default(self, model_id: str) -> DefaultModel:
+        """Make the model the one /predict uses when none is named (until another is chosen)."""
+        return self._call(DefaultModel, "POST", f"/models/{model_id}/default")
+
+    def predict(
+        self, images: ImageLike | Iterable[ImageLike], model_id: str | None = None, return_image: bool = False
+    ) -> Predictions:
         """The digit in each image, in order. A picture (a path, a file's bytes, a PIL image) is prepared by the
         server as MNIST's digits were; an array is an MNIST-like pixel grid, used as sent (28x28 or 784 values,
         0..255), and a 3-D array a batch of them. More than `max_batch` images go in several requests, all to
-        the model that answered the first (the default may change in between)."""
+        the model that answered the first (the default may change in between). With `return_image`, each
+        prediction has the 28x28 image the model saw (`seen_png` gives its PNG file)."""
         instances = [_instance(image) for image in _each(images)]
         if not instances:
             raise ValueError("no images to classify")
         predictions = []
         for start in range(0, len(instances), self.max_batch):
             chunk = {"instances": instances[start : start + self.max_batch]}
-            answer = self._call(
-                Predictions, "POST", "/predict", json=chunk, params={"model_id": model_id} if model_id else None
-            )
+            params = {"model_id": model_id} if model_id else {}
+            if return_image:
+                params["return_image"] = "true"
+            answer = self._call(Predictions, "POST", "/predict", json=chunk, params=params or None)
             model_id = answer.model_id
             predictions += answer.predictions
         return Predictions(model_id=model_id, predictions=predictions)
@@ -203,6 +211,13 @@ def parse_events(lines: Iterable[str]) -> Iterator[Event]:
                 data.append(value)
             elif field == "id":
                 event_id = value
+
+
+def seen_png(prediction: Prediction) -> bytes:
+    """The PNG file of the 28x28 image the model saw, from a prediction asked for with `return_image=True`."""
+    if prediction.image is None:
+        raise ValueError("this prediction has no image: ask for it with predict(..., return_image=True)")
+    return base64.b64decode(prediction.image.partition(",")[2])
 
 
 def _each(images: ImageLike | Iterable[ImageLike]) -> list[ImageLike]:

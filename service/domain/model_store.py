@@ -3,9 +3,12 @@
 Weights are written and read with safetensors only (never pickle). A model folder appears atomically
 (written under a temporary name, then renamed), so readers never see half a model.
 
-The default model is the one named in ``<model_dir>/default-model`` (written with ``choose_default_model``),
-else the newest. It lives beside the models rather than in Redis: every API replica shares the directory,
-and prediction keeps working while Redis is down.
+The default model is the one named in ``<model_dir>/default-model``: the first model saved into a store without a
+default, else the one someone chose (``choose_default_model``, or a job's ``make_default``). Nothing else changes it,
+so a quick trial job never displaces a good model; when the default is deleted there is none until one is chosen or
+the next model is saved (rather than a silent switch to whichever model is newest). The choice lives beside the
+models rather than in Redis: every API replica shares the directory, and prediction keeps working while Redis is
+down.
 """
 
 import logging
@@ -65,12 +68,16 @@ def new_model_id(created_at: datetime) -> str:
     return f"{created_at:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
 
 
-def save_model(model_dir: Path, network: nn.Module, metadata: ModelMetadata) -> Path:
+def save_model(model_dir: Path, network: nn.Module, metadata: ModelMetadata, *, make_default: bool = False) -> Path:
+    """Save a model; it becomes the default if `make_default`, or if the store has no default (none chosen yet, or
+    the chosen one deleted or unreadable). Two first models saved at the same instant: the later one wins."""
     final = model_dir / metadata.id
     with atomic_path(final, directory=True) as staging:
         state = {name: tensor.detach().cpu().contiguous() for name, tensor in network.state_dict().items()}
         save_file(state, staging / WEIGHTS_FILE)
         (staging / METADATA_FILE).write_text(metadata.model_dump_json(indent=2))
+    if make_default or default_model(model_dir) is None:
+        _write_default(model_dir, metadata.id, chosen=make_default)
     return final
 
 
@@ -167,37 +174,61 @@ def delete_model(model_dir: Path, model_id: str) -> None:
     shutil.rmtree(doomed, ignore_errors=True)
 
 
+# What to do when there is no default: said by every answer that needs one.
+CHOOSE_A_DEFAULT = (
+    "choose one with POST /models/{id}/default (or `mnist-service default ID`, or the dashboard's models list), "
+    "or name one with ?model_id="
+)
+# The default file holds the model's id, then this word when no one chose it (it was the first model saved).
+_FIRST_SAVED = "first-saved"
+
+
 def choose_default_model(model_dir: Path, model_id: str) -> None:
     """Make `model_id` the default of every API process that shares `model_dir` (not one that cannot be read)."""
     load_metadata(model_dir, model_id)
+    _write_default(model_dir, model_id, chosen=True)
+
+
+def _write_default(model_dir: Path, model_id: str, chosen: bool) -> None:
     with atomic_path(model_dir / DEFAULT_FILE) as staging:  # readers see the old choice or the new one
-        staging.write_text(f"{model_id}\n")
+        staging.write_text(f"{model_id}\n" if chosen else f"{model_id}\n{_FIRST_SAVED}\n")
 
 
-def chosen_default_model(model_dir: Path) -> str | None:
-    """The model chosen as the default, while it exists and can be read: else the newest readable takes over."""
+def _default_record(model_dir: Path) -> tuple[str, bool] | None:
+    """The id the default file names and whether someone chose it, whether or not that model is still there."""
     try:
-        model_id = (model_dir / DEFAULT_FILE).read_text().strip()
+        words = (model_dir / DEFAULT_FILE).read_text().split()
     except FileNotFoundError:
         return None
-    return model_id if model_exists(model_dir, model_id) and _readable(model_dir, model_id) else None
+    return (words[0], _FIRST_SAVED not in words[1:]) if words else None
 
 
-def default_candidates(model_dir: Path) -> Iterator[str]:
-    """The models that may serve when none is named, in turn: the chosen one, then the others newest first, each
-    whose metadata can be read (lazily: the first usable one costs one metadata read)."""
-    chosen = chosen_default_model(model_dir)
-    if chosen:
-        yield chosen
-    for model_id in model_ids(model_dir):
-        if model_id != chosen and _readable(model_dir, model_id):
-            yield model_id
+def default_model(model_dir: Path) -> tuple[str, bool] | None:
+    """The default model's id and whether someone chose it (false: it was the first model saved), while it exists
+    and can be read; else None (see `no_default_reason`)."""
+    record = _default_record(model_dir)
+    if record is None or not model_exists(model_dir, record[0]) or not _readable(model_dir, record[0]):
+        return None
+    return record
 
 
 def default_model_id(model_dir: Path) -> str | None:
-    """The model that serves when none is named: the chosen one, else the newest; models that cannot be read are
-    passed over; None before any (readable one) exists."""
-    return next(default_candidates(model_dir), None)
+    """The model that serves when none is named; None when there is no default (see `no_default_reason`)."""
+    default = default_model(model_dir)
+    return default[0] if default else None
+
+
+def no_default_reason(model_dir: Path) -> str:
+    """Why `default_model` is None, and what to do, for the user."""
+    if not model_ids(model_dir):
+        return "no trained model yet: POST /jobs first"
+    record = _default_record(model_dir)
+    if record is None:
+        return f"no default model yet: {CHOOSE_A_DEFAULT}"
+    model_id = record[0]
+    if model_exists(model_dir, model_id):
+        return f"no default model: the default, {model_id!r}, cannot be read (see the API's log); {CHOOSE_A_DEFAULT}"
+    return f"no default model: the default, {model_id!r}, was deleted; {CHOOSE_A_DEFAULT}"
 
 
 _reported: set[str] = set()  # unreadable models already logged by the default's resolution (once per process)

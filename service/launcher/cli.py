@@ -1,5 +1,6 @@
-"""``mnist-service``: fetch the data, run the API, a worker, or everything at once; and train, watch and
-predict through a running server (see `service.client.commands`)."""
+"""``mnist-service``: fetch the data, run the API, a worker, or everything at once; score the stored models on
+digits that are not MNIST's (`evaluate`); and train, watch and predict through a running server (see
+`service.client.commands`)."""
 
 import argparse
 import errno
@@ -9,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from service.client import commands as client_commands
 from service.logs import setup_logging
@@ -84,6 +86,39 @@ def _worker_problem(settings: Settings) -> str | None:
     except RedisError as error:
         return f"Redis is unreachable: {error}"
     return None if registered else f"no worker of host {host} is registered on queue {settings.queue_name!r}"
+
+
+def evaluate(args: argparse.Namespace) -> None:
+    """Each model's accuracy on the evaluation sets (digits that are not MNIST's, as pictures, prepared as /predict
+    prepares them): per set, per digit, and the confusion matrices; optionally as a markdown table and a picture."""
+    from service.domain.model_store import ModelNotFound, model_exists, model_ids
+    from service.evaluation import report, sets
+    from service.evaluation.scoring import score_models
+
+    model_dir = args.model_dir or get_settings().model_dir
+    chosen = args.model_ids or model_ids(model_dir)
+    if not chosen:
+        sys.exit(f"error: no model in {model_dir}: train one, or name the store with --model-dir")
+    if missing := [model_id for model_id in chosen if not model_exists(model_dir, model_id)]:
+        sys.exit(f"error: no model {', '.join(missing)} in {model_dir}")
+    try:
+        evaluation_sets = [sets.load(name) for name in args.sets or sets.available()]
+    except sets.UnknownSet as error:
+        sys.exit(f"error: {error}")
+    results = []
+    try:
+        for result in score_models(model_dir, chosen, evaluation_sets):
+            print(report.text(result), end="\n\n", flush=True)
+            results.append(result)
+    except ModelNotFound as error:  # one that cannot be read, or deleted meanwhile
+        sys.exit(f"error: {error}")
+    print(report.summary(results))
+    if args.markdown:
+        report.write_markdown(args.markdown, report.markdown_table(results))
+        print(f"table written to {args.markdown}")
+    if args.picture:
+        report.confusion_picture(results).save(args.picture)
+        print(f"confusion matrices drawn in {args.picture}")
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -187,6 +222,19 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("healthcheck", help="exit 0 if this container's API (or --worker) is healthy")
     check.add_argument("--worker", action="store_true", help="check the worker instead of the API")
     check.set_defaults(func=healthcheck)
+    evaluator = commands.add_parser(
+        "evaluate", help="each model's accuracy on digits that are not MNIST's: drawn on the pad, typed, photographed"
+    )
+    evaluator.add_argument("model_ids", nargs="*", metavar="MODEL_ID", help="models of the store (default: all)")
+    evaluator.add_argument("--model-dir", type=Path, help="the model store (default: MNIST_MODEL_DIR)")
+    evaluator.add_argument(
+        "--set", dest="sets", action="append", help="an evaluation set (default: all): pad, fonts, photos"
+    )
+    evaluator.add_argument(
+        "--markdown", type=Path, help="also write the table into this markdown file (e.g. docs/handwriting.md)"
+    )
+    evaluator.add_argument("--picture", type=Path, help="also draw the confusion matrices in this PNG file")
+    evaluator.set_defaults(func=evaluate)
     client_commands.add_commands(commands)
     return parser
 

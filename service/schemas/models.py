@@ -34,8 +34,18 @@ class ModelSummary(BaseModel):
 
 
 class DefaultModel(BaseModel):
-    model_id: str | None = Field(description="The model /predict uses without `?model_id=`; null before any exists.")
-    chosen: bool = Field(description="true: chosen with POST /models/{id}/default; false: the newest, by default.")
+    model_id: str | None = Field(
+        description="The model /predict uses without `?model_id=`; null when there is none (see `reason`)."
+    )
+    chosen: bool = Field(
+        description="true: someone chose it (POST /models/{id}/default, or its job's `make_default`); false: it "
+        "became the default as the first model saved into a store without one."
+    )
+    reason: str | None = Field(
+        None,
+        description="Only when `model_id` is null: why there is no default (none trained yet, or the default "
+        "was deleted), and how to choose one.",
+    )
 
 
 class ModelList(BaseModel):

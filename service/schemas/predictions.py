@@ -5,7 +5,7 @@ row or value; the schema only describes them.
 """
 
 import base64
-import binascii
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, PlainValidator, Tag, WithJsonSchema
@@ -33,16 +33,27 @@ _PIXEL_GRID_SCHEMA = {
 }
 
 
+_SPACE = r"[\t\n\r ]*"  # line breaks are allowed: `base64` wraps its output at 76 characters
+_SYMBOL = rf"(?:[A-Za-z0-9+/]{_SPACE})"
+# Base64 as `base64.b64decode(validate=True)` reads it once the spaces are out: groups of four symbols, at least one,
+# the last perhaps padded with one or two `=`; perhaps after a data: URL's header (what a canvas's toDataURL()
+# gives: data:image/png;base64,<data>). The schema says the same, so that it admits exactly what is accepted.
+BASE64_PATTERN = (
+    rf"^(?:data:[^,]*,)?{_SPACE}(?:{_SYMBOL}{{4}})*"
+    rf"(?:{_SYMBOL}{{4}}|{_SYMBOL}{{2}}={_SPACE}={_SPACE}|{_SYMBOL}{{3}}={_SPACE})$"
+)
+_BASE64 = re.compile(BASE64_PATTERN)
+
+
 def _decode_base64(value: Any) -> bytes:
     if not isinstance(value, str):
         raise ValueError("must be a base64 string")
-    if value.startswith("data:"):  # what a canvas's toDataURL() gives: data:image/png;base64,<data>
-        value = value.partition(",")[2]
-    try:
-        # Line breaks are allowed: `base64` wraps its output at 76 characters.
-        return base64.b64decode("".join(value.split()), validate=True)
-    except binascii.Error as error:
-        raise ValueError(f"not valid base64: {error}") from None
+    if not _BASE64.fullmatch(value):
+        raise ValueError(
+            "not valid base64: groups of 4 of A-Z, a-z, 0-9, + and /, the last perhaps padded with =, "
+            "optionally after a data: URL's header"
+        )
+    return base64.b64decode(re.sub(_SPACE, "", value.partition(",")[2] if value.startswith("data:") else value))
 
 
 class PixelsInput(BaseModel):
@@ -62,7 +73,9 @@ class ImageInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     image: Annotated[
-        bytes, PlainValidator(_decode_base64), WithJsonSchema({"type": "string", "contentEncoding": "base64"})
+        bytes,
+        PlainValidator(_decode_base64),
+        WithJsonSchema({"type": "string", "format": "byte", "contentEncoding": "base64", "pattern": BASE64_PATTERN}),
     ] = Field(description="The picture's file in base64, or a data: URL.")
 
 
@@ -102,6 +115,12 @@ class Prediction(BaseModel):
     confidence: float = Field(description="Its probability.")
     probabilities: list[float] = Field(
         min_length=10, max_length=10, description="The probability of each digit, 0 to 9; they sum to 1."
+    )
+    image: str | None = Field(
+        None,
+        description="Only with `?return_image=true`: the 28x28 image the model classified (the picture cropped, "
+        "scaled and centred as MNIST's, light ink on black; a pixel grid as sent), as a PNG data: URL "
+        "(`data:image/png;base64,...`).",
     )
 
 

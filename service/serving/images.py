@@ -262,6 +262,13 @@ def mnist_to_input(array_uint8: np.ndarray) -> np.ndarray:
     return np.asarray(array_uint8, dtype=np.float32) / 255.0
 
 
+def input_to_png(image: np.ndarray) -> bytes:
+    """The network's input (float32 (28, 28) in 0..1) as a greyscale PNG: what the model saw (some 200-500 bytes)."""
+    file = io.BytesIO()
+    Image.fromarray(np.rint(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8), "L").save(file, "PNG")
+    return file.getvalue()
+
+
 def _reduction(size: tuple[int, int]) -> int:
     """The factor a picture of `size` is shrunk by: to a shorter side of at most 2 * _WORK and a longer side of at
     most _MAX_SIDE."""

@@ -17,19 +17,21 @@ import torch
 from torch import nn
 
 from service.domain.model_store import (
+    CHOOSE_A_DEFAULT,
     DEFAULT_FILE,
     METADATA_FILE,
     ModelNotFound,
     ModelUnreadable,
-    default_candidates,
+    default_model_id,
     load_network,
     model_exists,
-    model_ids,
+    no_default_reason,
 )
 
 
-class NoModelYet(LookupError):
-    """No model has been trained yet, so there is no default to serve."""
+class NoDefaultModel(LookupError):
+    """No model is named and there is no default to serve: none trained yet, or none chosen since the default was
+    deleted (or became unreadable). The message says which, and what to do."""
 
 
 class ModelCache:
@@ -46,17 +48,14 @@ class ModelCache:
     def resolve(self, model_id: str | None) -> str:
         """The id of the model to serve: `model_id` if the store has it, else the default."""
         if model_id is None:
-            # The first candidate whose network loads (then cached): a model that cannot be read, its metadata or
-            # its weights, never takes the default down for everyone.
-            for candidate in default_candidates(self.model_dir):
-                try:
-                    self.network(candidate)
-                except ModelUnreadable:
-                    continue
-                return candidate
-            if model_ids(self.model_dir):
-                raise NoModelYet("no model in the store can be read (see the API's log): POST /jobs to train one")
-            raise NoModelYet("no trained model yet: POST /jobs first")
+            # Only the default, never a stand-in: another model would be a silent switch to one nobody chose.
+            model_id = default_model_id(self.model_dir)
+            if model_id is None:
+                raise NoDefaultModel(no_default_reason(self.model_dir))
+            try:
+                self.network(model_id)  # its weights too must load (then cached)
+            except ModelUnreadable as error:
+                raise NoDefaultModel(f"no default model: the default {error}; {CHOOSE_A_DEFAULT}") from None
         elif not model_exists(self.model_dir, model_id):
             raise ModelNotFound(f"no model {model_id!r}")
         return model_id

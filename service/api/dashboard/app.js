@@ -17,13 +17,20 @@ const $ = (selector) => document.querySelector(selector);
 const gallery = new Gallery($('#gallery'), $('.gallery-summary'));
 const predictionPanel = $('#prediction');
 
+// Each request for the pad is numbered: an answer about an older drawing (or one since cleared) that arrives late
+// is not shown over a newer one.
+let padRequests = 0;
+
 async function predictDrawing() {
   if (pad.isEmpty) return;
+  const request = ++padRequests;
   try {
-    const { predictions } = await api('predict', { method: 'POST', body: { image: pad.toDataURL() } });
-    showPrediction(predictionPanel, predictions[0]);
+    // With the 28x28 image the model saw, shown beside its answer.
+    const body = { image: pad.toDataURL() };
+    const { predictions } = await api('predict?return_image=true', { method: 'POST', body });
+    if (request === padRequests) showPrediction(predictionPanel, predictions[0]);
   } catch (error) {
-    showMessage(predictionPanel, error.message, 'error'); // e.g. 409: no model trained yet
+    if (request === padRequests) showMessage(predictionPanel, error.message, 'error'); // e.g. 409: no default model
   }
 }
 
@@ -60,6 +67,7 @@ const form = new TrainForm($('#train-form'), {
 
 $('#pad-clear').addEventListener('click', () => {
   pad.clear();
+  padRequests += 1;
   showMessage(predictionPanel, 'Draw a digit from 0 to 9 in the black square.');
 });
 $('#gallery-next').addEventListener('click', () => gallery.loadOther());

@@ -1,4 +1,5 @@
-// The trained models with their test accuracy; one is the default that /predict uses, and can be changed.
+// The trained models with their test accuracy; one is the default that /predict uses (the first model trained, or
+// the one chosen since): only "Make default" here (or the API, the CLI, a job's make_default) changes it.
 
 import { api } from './api.js';
 import { el, formatPercent } from './ui.js';
@@ -18,13 +19,17 @@ export class ModelsList {
       return;
     }
     const rows = listing.models.map((model) => this.row(model, model.id === listing.default.model_id));
+    if (rows.length && !listing.default.model_id) { // e.g. the default was deleted: the server says what to do
+      rows.unshift(el('li', { class: 'note', 'data-no-default': '' }, 'No default model: make one the default.'));
+    }
     this.list.replaceChildren(...(rows.length ? rows : [el('li', { class: 'note' }, 'No models yet: train one.')]));
   }
 
   row(model, isDefault) {
     let action = el('span', { class: 'badge default' }, 'default');
     if (!isDefault) {
-      action = el('button', { type: 'button', class: 'secondary small', title: 'Make this the default model' }, 'Use');
+      action = el('button', { type: 'button', class: 'secondary small', title: 'Make this the model that reads the '
+        + 'pad and the test digits' }, 'Make default');
       action.addEventListener('click', () => this.makeDefault(model.id));
     }
     return el('li', { class: 'model', 'data-model-id': model.id },

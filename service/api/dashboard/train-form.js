@@ -1,6 +1,7 @@
 // The training form. Its fields, bounds and choices are the server's own description of TrainingConfig
 // (openapi.json), and its values start as the chosen preset's (GET presets): it cannot drift from the API.
 // Only what differs from the preset is sent, and the server's validation errors appear beside their fields.
+// A nested object (augmentation) is a field per sub-field, named with a dot ("augmentation.rotation").
 
 import { api } from './api.js';
 import { el } from './ui.js';
@@ -19,7 +20,8 @@ export class TrainForm {
   async load() {
     const [openapi, { presets }] = await Promise.all([api('openapi.json'), api('presets')]);
     this.presets = presets;
-    const properties = openapi.components.schemas.TrainingConfig.properties;
+    const { schemas } = openapi.components;
+    const properties = flatten(schemas.TrainingConfig.properties, schemas);
     const names = [...MAIN_FIELDS, ...Object.keys(properties).filter((name) => !MAIN_FIELDS.includes(name))];
     for (const name of names.filter((name) => name in properties)) {
       const group = MAIN_FIELDS.includes(name) ? 'main' : 'more';
@@ -30,11 +32,12 @@ export class TrainForm {
 
   field(name, property) {
     const control = name === 'preset' ? choice(Object.keys(this.presets)) : controlFor(property);
-    control.input.id = `field-${name}`;
+    control.input.id = `field-${name.replaceAll('.', '-')}`;
     control.input.name = name;
     if (name === 'preset') control.input.addEventListener('change', () => this.fill(control.input.value));
     this.inputs.set(name, control);
-    const label = el('label', { for: control.input.id }, name[0].toUpperCase() + name.slice(1).replaceAll('_', ' '));
+    const text = name[0].toUpperCase() + name.slice(1).replaceAll(/[_.]/g, ' ');
+    const label = el('label', { for: control.input.id }, text);
     const error = el('p', { class: 'field-error', role: 'alert', hidden: true });
     const kind = control.input.type === 'checkbox' ? 'field flag' : 'field';
     return el('div', { class: kind, 'data-field': name, title: property.description ?? null },
@@ -42,7 +45,7 @@ export class TrainForm {
   }
 
   fill(presetName) {
-    for (const [name, control] of this.inputs) control.write(this.presets[presetName][name]);
+    for (const [name, control] of this.inputs) control.write(valueAt(this.presets[presetName], name));
   }
 
   body() {
@@ -50,7 +53,8 @@ export class TrainForm {
     const body = {};
     for (const [name, control] of this.inputs) {
       const value = control.read();
-      if (name === 'preset' || JSON.stringify(value) !== JSON.stringify(preset[name])) body[name] = value;
+      const changed = JSON.stringify(value) !== JSON.stringify(valueAt(preset, name));
+      if (name === 'preset' || changed) setAt(body, name, value);
     }
     return body;
   }
@@ -68,12 +72,14 @@ export class TrainForm {
     }
   }
 
-  // FastAPI's errors name their field in `loc` (["body", "learning_rate", ...]); the rest concern the form.
+  // FastAPI's errors name their field in `loc` (["body", "learning_rate", ...], ["body", "augmentation", "noise"]);
+  // the rest concern the form.
   showErrors(errors) {
     for (const node of this.form.querySelectorAll('.field-error')) node.hidden = true;
     const general = [];
     for (const { loc, msg } of errors) {
-      const node = this.form.querySelector(`[data-field="${loc[1]}"] .field-error`);
+      const node = this.form.querySelector(`[data-field="${loc.slice(1).join('.')}"] .field-error`)
+        ?? this.form.querySelector(`[data-field="${loc[1]}"] .field-error`);
       if (loc[0] === 'body' && node) {
         node.textContent = msg;
         node.hidden = false;
@@ -84,6 +90,28 @@ export class TrainForm {
     this.formError.textContent = general.join(' ');
     this.formError.hidden = !general.length;
   }
+}
+
+// The properties by field name, a nested object's (a $ref) as one per sub-field: "augmentation.rotation".
+function flatten(properties, schemas) {
+  const fields = {};
+  for (const [name, property] of Object.entries(properties)) {
+    const nested = property.$ref && schemas[property.$ref.split('/').pop()];
+    if (!nested) fields[name] = property;
+    else for (const [sub, subProperty] of Object.entries(nested.properties)) fields[`${name}.${sub}`] = subProperty;
+  }
+  return fields;
+}
+
+function valueAt(object, path) {
+  return path.split('.').reduce((value, key) => value?.[key], object);
+}
+
+function setAt(object, path, value) {
+  const keys = path.split('.');
+  const last = keys.pop();
+  const parent = keys.reduce((node, key) => (node[key] ??= {}), object);
+  parent[last] = value;
 }
 
 // An input for a JSON-schema property, with how to read and write its value.

@@ -31,13 +31,16 @@ _CHUNK_BYTES = 64 * 1024
 
 
 def _default(model_dir: FilePath) -> DefaultModel:
-    chosen = model_store.chosen_default_model(model_dir)
-    return DefaultModel(model_id=chosen or model_store.default_model_id(model_dir), chosen=chosen is not None)
+    default = model_store.default_model(model_dir)
+    if default is None:
+        return DefaultModel(model_id=None, chosen=False, reason=model_store.no_default_reason(model_dir))
+    model_id, chosen = default
+    return DefaultModel(model_id=model_id, chosen=chosen)
 
 
 @router.get("", response_model=ModelList)
 def list_models(settings: SettingsDep) -> ModelList:
-    """Every model, newest first, and the default: the chosen one, else the newest."""
+    """Every model, newest first, and the default: the first model saved, or the one chosen since."""
     models = [ModelSummary.of(metadata) for metadata in model_store.list_models(settings.model_dir)]
     return ModelList(default=_default(settings.model_dir), models=models)
 
@@ -87,7 +90,8 @@ def _attachment(file: BinaryIO, filename: str) -> StreamingResponse:
 
 @router.delete("/{model_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_NOT_FOUND)
 def delete_model(settings: SettingsDep, models: ModelCacheDep, model_id: ModelId) -> None:
-    """Delete a model. If it was the chosen default, the newest model becomes the default."""
+    """Delete a model. If it was the default, there is none until one is chosen (or the next model is saved):
+    /predict without `?model_id=` answers 409 and says so, rather than switching to a model nobody chose."""
     model_store.delete_model(settings.model_dir, model_id)
     # Other API replicas need no telling: they check the store before they use a cached network.
     models.discard(model_id)
@@ -95,6 +99,7 @@ def delete_model(settings: SettingsDep, models: ModelCacheDep, model_id: ModelId
 
 @router.post("/{model_id}/default", response_model=DefaultModel, responses=_NOT_FOUND)
 def choose_default(settings: SettingsDep, model_id: ModelId) -> DefaultModel:
-    """Make this model the one /predict uses without `?model_id=`, for every API replica sharing the store."""
+    """Make this model the one /predict uses without `?model_id=`, for every API replica sharing the store, until
+    another is chosen: models trained later do not replace it unless their job asks to (`make_default`)."""
     model_store.choose_default_model(settings.model_dir, model_id)
     return DefaultModel(model_id=model_id, chosen=True)

@@ -4,6 +4,7 @@ One endpoint takes both multipart uploads and JSON, so it reads the body itself 
 describes both forms in the OpenAPI schema by hand.
 """
 
+import base64
 import functools
 import itertools
 from contextlib import aclosing
@@ -28,6 +29,7 @@ from service.serving.images import (
     DecodingBudget,
     ImageError,
     decoding_bytes,
+    input_to_png,
     load_image,
     mnist_to_input,
     open_image,
@@ -52,11 +54,13 @@ _REQUEST_BODY = {
             "schema": {
                 "type": "object",
                 "required": ["file"],
+                "additionalProperties": False,  # another part is refused (422)
                 "properties": {
                     "file": {
                         "type": "array",
                         "minItems": 1,
-                        "items": {"type": "string", "contentMediaType": "application/octet-stream"},
+                        # A file: a part with a filename (a part without one is a text field, refused).
+                        "items": {"type": "string", "format": "binary", "contentMediaType": "application/octet-stream"},
                         "description": "One or more pictures (PNG, JPEG, GIF, BMP, WebP, TIFF), each a `file` part; "
                         "at most `MNIST_MAX_BATCH` (256).",
                     }
@@ -91,10 +95,14 @@ _ERRORS = {
 async def predict(
     request: Request,
     model_id: Annotated[str | None, Query(pattern=MODEL_ID_PATTERN, description="Default: the default model.")] = None,
+    return_image: Annotated[
+        bool, Query(description="Add to each prediction the 28x28 `image` the model saw, as a PNG data: URL.")
+    ] = False,
 ) -> Response:
     """Classify digits: pictures as multipart `file` parts, or JSON with `pixels` (an MNIST-like grid, used as
     sent), `image` (a picture in base64) or `instances` (a list of those). The answer has one prediction per
-    image, in order, even for a single one."""
+    image, in order, even for a single one; with `?return_image=true`, each with the image the model classified,
+    so that a misreading can be understood."""
     # The app's objects, taken from its state rather than as dependencies: FastAPI's resolution of each costs
     # about as much as reading a small request's body.
     state = request.app.state
@@ -137,7 +145,8 @@ async def predict(
     # The forward pass, for the images of every request waiting, at once (see Batcher).
     probabilities = await batcher.classify_async(network, images)
     count_predictions(model_id, len(images))
-    return _answer(model_id, probabilities)
+    seen = await run_in_threadpool(_data_urls, images) if return_image else None
+    return _answer(model_id, probabilities, seen)
 
 
 async def _read_multipart(request: Request, max_batch: int) -> Inputs:
@@ -250,15 +259,23 @@ def _image_errors(where: str, function, *args):
         raise HTTPException(error.status_code, f"{where}{error}") from None
 
 
-def _answer(model_id: str, probabilities: np.ndarray) -> Response:
+def _data_urls(images: np.ndarray) -> list[str]:
+    return [f"data:image/png;base64,{base64.b64encode(input_to_png(image)).decode()}" for image in images]
+
+
+def _answer(model_id: str, probabilities: np.ndarray, images: list[str] | None = None) -> Response:
     """The answer as JSON, serialised by pydantic here: returned as a model, it would be validated once more
-    against `response_model` (which stays, for the OpenAPI schema) before the same serialisation."""
+    against `response_model` (which stays, for the OpenAPI schema) before the same serialisation. Without
+    `images`, a prediction has no `image` key at all: the answer is what it was before the option existed."""
     predictions = []
-    for row in probabilities.tolist():  # Python floats: cheaper than numpy's reductions over 10 values
+    for index, row in enumerate(probabilities.tolist()):  # Python floats: cheaper than numpy's reductions over 10
         confidence = max(row)
-        predictions.append(Prediction(digit=row.index(confidence), confidence=confidence, probabilities=row))
+        prediction = Prediction(digit=row.index(confidence), confidence=confidence, probabilities=row)
+        if images is not None:
+            prediction.image = images[index]
+        predictions.append(prediction)
     answer = Predictions(model_id=model_id, predictions=predictions)
-    return Response(answer.model_dump_json(), media_type="application/json")
+    return Response(answer.model_dump_json(exclude_unset=True), media_type="application/json")
 
 
 _PIXEL_TYPES = frozenset((int, float))

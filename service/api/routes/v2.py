@@ -21,7 +21,7 @@ from service.api.prometheus import count_predictions
 from service.domain import model_store
 from service.domain.model_store import ModelNotFound
 from service.serving import open_inference as protocol
-from service.serving.inference import Batcher, ModelCache, NoModelYet
+from service.serving.inference import Batcher, ModelCache, NoDefaultModel
 from service.serving.open_inference import (
     InferenceRequest,
     InferenceResponse,
@@ -50,7 +50,7 @@ class ProtocolErrorRoute(APIRoute):
                 return _error(400, "; ".join(_describe(problem) for problem in error.errors()))
             except ProtocolError as error:
                 return _error(400, str(error))
-            except (ModelNotFound, NoModelYet) as error:
+            except (ModelNotFound, NoDefaultModel) as error:
                 return _error(404, str(error))
             except HTTPException as error:  # e.g. a missing API key: its status and headers are kept
                 return _error(error.status_code, str(error.detail), error.headers)
@@ -68,13 +68,15 @@ def _describe(problem: dict[str, Any]) -> str:
 
 
 _ERRORS = {
-    400: {"model": ProtocolErrorResponse},
+    400: {"model": ProtocolErrorResponse, "description": "A request that the protocol or the schema refuses."},
     404: {"model": ProtocolErrorResponse},
     413: {
         "model": ProtocolErrorResponse,
         "description": "A body over `MNIST_MAX_TENSOR_BODY_BYTES`, or with more values than `MNIST_MAX_BATCH` images "
         "need.",
     },
+    # Declared, this stands in for FastAPI's own 422, which these routes never answer (see ProtocolErrorRoute).
+    "4XX": {"model": ProtocolErrorResponse, "description": "Any other refusal: e.g. 401 without the API key."},
 }
 # The protocol's clients send JSON bodies without a content type (tritonclient does): read them as JSON anyway.
 router = APIRouter(
@@ -112,9 +114,9 @@ def server_live() -> ServerLiveness:
 
 @probes.get("/health/ready", response_model=ServerReadiness, responses={503: {"model": ProtocolErrorResponse}})
 def server_ready(settings: SettingsDep) -> ServerReadiness:
-    """Ready to infer: a model has been trained (the store has a default)."""
+    """Ready to infer: the store has a default model."""
     if model_store.default_model_id(settings.model_dir) is None:
-        raise HTTPException(503, "no trained model yet: POST /jobs first")
+        raise HTTPException(503, model_store.no_default_reason(settings.model_dir))
     return ServerReadiness(ready=True)
 
 
