@@ -52,12 +52,15 @@ async def job_events(
     async_redis: AsyncRedisDep,
     settings: SettingsDep,
     job_id: JobId,
+    # A string with a default rather than an optional one: the schema of an optional header would admit `null`,
+    # which a header cannot carry (it would arrive as the text "null").
     last_event_id: Annotated[
-        str | None,
+        str,
         Header(
-            pattern=metric_stream.CURSOR_PATTERN, description="Resume after this metric (browsers send it themselves)."
+            pattern=metric_stream.CURSOR_PATTERN,
+            description="Resume after this metric (browsers send it themselves); `0-0`: from the first.",
         ),
-    ] = None,
+    ] = "0-0",
 ) -> EventSourceResponse:
     """Follow a job as it trains. Events: `status` first and on each change (`{"status": ...}`), one `metric`
     per training batch (a metric point, its `id` the same cursor as `/metrics`), and `end` (the final job) when
@@ -69,7 +72,7 @@ async def job_events(
     except BaseException:
         streams.count -= 1
         raise
-    events = _follow(redis, async_redis, settings, job, since=last_event_id or "0-0")
+    events = _follow(redis, async_redis, settings, job, since=last_event_id)
     return _CountedEventSource(streams, events, ping=settings.events_ping_s)
 
 

@@ -15,6 +15,7 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 JobId = Annotated[str, Path(pattern=jobs.JOB_ID_PATTERN, description="The job's id (a UUID).")]
 _NOT_FOUND = {404: {"description": "No such job"}}
 _SUBMIT_ERRORS = {
+    400: {"model": ErrorResponse, "description": "A JSON body that cannot even be read as text (not UTF-8)."},
     415: {"model": ErrorResponse, "description": "A body that is not `application/json`."},
     429: {
         "model": ErrorResponse,
