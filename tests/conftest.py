@@ -20,10 +20,12 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 from redis import Redis
 
 from service.api.app import create_app
 from service.domain.mnist import DataError, fetch_data, verify_data_dir
+from service.domain.model_store import load_network, model_ids, save_model
 from service.domain.training_config import TrainingConfig
 from service.launcher.embedded_redis import EmbeddedRedis
 from service.settings import Settings
@@ -152,11 +154,21 @@ def service(shared_api, worker) -> Server:
 
 
 @pytest.fixture(scope="session")
-def trained_model(shared_settings) -> str:
-    """A model for the prediction tests, trained once per session in this process (the worker's own training loop)
-    and saved into the shared store: about 98% on the test set after a few seconds of training on a CPU."""
+def trained_model(shared_settings, tmp_path_factory) -> str:
+    """A model for the prediction tests, trained in this process (the worker's own training loop) and saved into
+    the shared store: about 98% on the test set after a few seconds of training on a CPU. Trained once per run:
+    pytest-xdist's test processes (each with a session of its own) take it from the first one's store."""
     config = TrainingConfig(train_batches=300, optimizer="adam", learning_rate=0.01, batch_size=128, seed=1)
-    return train_model(shared_settings.model_dir, shared_settings.data_dir, config).id
+    run_folder = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # each test process's folder is in the run's
+        run_folder = run_folder.parent
+    origin = run_folder / "trained-model"
+    with FileLock(f"{origin}.lock"):
+        trained = model_ids(origin) if origin.exists() else []
+        model_id = trained[0] if trained else train_model(origin, shared_settings.data_dir, config).id
+    network, metadata = load_network(origin, model_id)
+    save_model(shared_settings.model_dir, network, metadata)
+    return model_id
 
 
 # Processes of a test's own
