@@ -17,16 +17,14 @@ import argparse
 import json
 import os
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from service.domain.model_metadata import ModelMetadata
-from service.domain.model_store import new_model_id, save_model, software_versions
-from service.domain.network import build_network, parameter_count
+from service.domain.model_store import new_model_metadata, save_model
+from service.domain.network import build_network
 from service.domain.training_config import TrainingConfig
 from service.evaluation import scoring, sets
 from service.settings import get_settings
@@ -62,18 +60,14 @@ def train_preset(config: TrainingConfig, model_dir: Path) -> tuple[nn.Module, di
         pass
     train_seconds = time.perf_counter() - started
     test_loss, test_accuracy = evaluate(network, data.test_x, data.test_y)
-    created_at = datetime.now(UTC)
-    metadata = ModelMetadata(
-        id=new_model_id(created_at),
+    metadata = new_model_metadata(
+        network,
+        config,
         job_id=None,
-        created_at=created_at,
-        config=config,
-        test_accuracy=test_accuracy,
         test_loss=test_loss,
-        parameters=parameter_count(network),
+        test_accuracy=test_accuracy,
         train_seconds=train_seconds,
         device="cpu",
-        versions=software_versions(),
     )
     save_model(model_dir, network, metadata)
     return network, {

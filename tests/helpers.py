@@ -27,8 +27,8 @@ from uvicorn.lifespan.on import LifespanOn
 
 from bench.stack import free_port as free_port  # defined once, for the benchmarks and the tests
 from bench.stack import wait_for_job as wait_for_job
-from service.domain.model_store import ModelMetadata, new_model_id, save_model, software_versions
-from service.domain.network import build_network, parameter_count
+from service.domain.model_store import ModelMetadata, new_model_id, new_model_metadata, save_model
+from service.domain.network import build_network
 from service.domain.training_config import TrainingConfig
 from service.queue.workers import live_workers
 from service.settings import Settings
@@ -371,15 +371,14 @@ def train_model(model_dir: Path, data_dir: Path, config: TrainingConfig) -> Mode
         pass
     train_seconds = time.perf_counter() - started
     test_loss, test_accuracy = evaluate(network, data.test_x, data.test_y)
-    metadata = model_metadata(
+    metadata = new_model_metadata(
+        network,
         config,
-        datetime.now(UTC),
-        test_accuracy=test_accuracy,
+        job_id=None,
         test_loss=test_loss,
-        parameters=parameter_count(network),
+        test_accuracy=test_accuracy,
         train_seconds=train_seconds,
-        device=str(device),
-        versions=software_versions(),
+        device=device,
     )
     save_model(model_dir, network, metadata, make_default=config.make_default)
     return metadata

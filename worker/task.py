@@ -2,15 +2,14 @@
 
 import math
 import time
-from datetime import UTC, datetime
 
 from redis.exceptions import RedisError
 from rq import Queue, get_current_job
 from rq.timeouts import JobTimeoutException
 
 from service.domain.mnist import DataError
-from service.domain.model_store import ModelMetadata, delete_model, new_model_id, save_model, software_versions
-from service.domain.network import build_network, parameter_count
+from service.domain.model_store import delete_model, new_model_metadata, save_model
+from service.domain.network import build_network
 from service.domain.training_config import TrainingConfig
 from service.settings import get_settings
 from worker import control
@@ -68,18 +67,14 @@ def _train(job, config: TrainingConfig) -> dict:
             f"training diverged: the loss on the test set is {test_loss} after the last batch; the model is not "
             "saved: lower the learning_rate"
         )
-    created_at = datetime.now(UTC)
-    metadata = ModelMetadata(
-        id=new_model_id(created_at),
+    metadata = new_model_metadata(
+        network,
+        config,
         job_id=job.id,
-        created_at=created_at,
-        config=config,
-        test_accuracy=test_accuracy,
         test_loss=test_loss,
-        parameters=parameter_count(network),
+        test_accuracy=test_accuracy,
         train_seconds=train_seconds,
-        device=str(device),
-        versions=software_versions(),
+        device=device,
     )
     # A job that stopped being this worker's (failed as abandoned while it could not reach Redis) saves nothing.
     patience_s = settings.metrics_flush_timeout_s  # Redis away at the end: wait for it as long as for the points

@@ -18,7 +18,7 @@ import secrets
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
@@ -31,8 +31,8 @@ from torch import nn
 import service
 from service.domain.files import atomic_path
 from service.domain.model_metadata import ModelMetadata
-from service.domain.network import build_network
-from service.domain.training_config import STORED
+from service.domain.network import build_network, parameter_count
+from service.domain.training_config import STORED, TrainingConfig
 
 MODEL_ID_PATTERN = r"^\d{8}T\d{6}Z-[0-9a-f]{8}$"
 WEIGHTS_FILE = "weights.safetensors"
@@ -66,6 +66,32 @@ def software_versions() -> dict[str, str]:
 def new_model_id(created_at: datetime) -> str:
     """Ids sort by creation time, which is what listings want, and carry no user input."""
     return f"{created_at:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
+
+
+def new_model_metadata(
+    network: nn.Module,
+    config: TrainingConfig,
+    *,
+    job_id: str | None,
+    test_loss: float,
+    test_accuracy: float,
+    train_seconds: float,
+    device: torch.device | str,
+) -> ModelMetadata:
+    """The metadata of a model trained just now: a new id, the time, its size and the software that trained it."""
+    created_at = datetime.now(UTC)
+    return ModelMetadata(
+        id=new_model_id(created_at),
+        job_id=job_id,
+        created_at=created_at,
+        config=config,
+        test_accuracy=test_accuracy,
+        test_loss=test_loss,
+        parameters=parameter_count(network),
+        train_seconds=train_seconds,
+        device=str(device),
+        versions=software_versions(),
+    )
 
 
 def save_model(model_dir: Path, network: nn.Module, metadata: ModelMetadata, *, make_default: bool = False) -> Path:
