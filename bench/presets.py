@@ -23,13 +23,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from service.domain.model_store import new_model_metadata, save_model
+from bench.training import train_model
+from service.domain.model_store import load_network
 from service.domain.network import build_network
 from service.domain.training_config import TrainingConfig
 from service.evaluation import scoring, sets
 from service.settings import get_settings
 from worker.augmentation import BatchAugmenter
-from worker.training import evaluate, host_dataset, make_optimizer, train
+from worker.training import host_dataset, make_optimizer
 
 THREADS = 2  # a worker's share of this 2-core machine; --threads to compare
 
@@ -52,29 +53,14 @@ def config_for(preset: str, overrides: list[str], seed: int) -> TrainingConfig:
 
 
 def train_preset(config: TrainingConfig, model_dir: Path) -> tuple[nn.Module, dict]:
-    data = host_dataset(get_settings().data_dir)
-    network = build_network(config)
     load_before = load_average()
-    started = time.perf_counter()
-    for _ in train(network, config, data):
-        pass
-    train_seconds = time.perf_counter() - started
-    test_loss, test_accuracy = evaluate(network, data.test_x, data.test_y)
-    metadata = new_model_metadata(
-        network,
-        config,
-        job_id=None,
-        test_loss=test_loss,
-        test_accuracy=test_accuracy,
-        train_seconds=train_seconds,
-        device="cpu",
-    )
-    save_model(model_dir, network, metadata)
+    metadata = train_model(model_dir, get_settings().data_dir, config)
+    network, _ = load_network(model_dir, metadata.id)
     return network, {
         "model_id": metadata.id,
-        "train_s": round(train_seconds, 1),
+        "train_s": round(metadata.train_seconds, 1),
         "load_average": [load_before, load_average()],
-        "mnist_test": round(test_accuracy, 4),
+        "mnist_test": round(metadata.test_accuracy, 4),
     }
 
 

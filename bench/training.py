@@ -7,6 +7,8 @@ from pathlib import Path
 import torch
 
 from bench.stack import wait_for_job
+from service.domain.model_metadata import ModelMetadata
+from service.domain.model_store import new_model_metadata, save_model
 from service.domain.network import build_network
 from service.domain.training_config import TrainingConfig
 from worker.training import device_dataset, evaluate, resolve_device, train, warm_up
@@ -140,3 +142,28 @@ def threads_per_worker(data_dir: Path, config: TrainingConfig, workers: int = 2)
         "threads": {"shared": max(1, cores // workers), "all_cores": cores},
         "images_per_s": {label: statistics.median(runs) for label, runs in results.items()},
     }
+
+
+def train_model(model_dir: Path, data_dir: Path, config: TrainingConfig) -> ModelMetadata:
+    """Train, evaluate and save a model in this process, with the worker's own training loop: what a job does
+    (worker/task.py) without Redis."""
+    config = config.resolved()
+    device = resolve_device(config.device)
+    data = device_dataset(data_dir, device)
+    network = build_network(config).to(device)
+    started = time.perf_counter()
+    for _ in train(network, config, data):
+        pass
+    train_seconds = time.perf_counter() - started
+    test_loss, test_accuracy = evaluate(network, data.test_x, data.test_y)
+    metadata = new_model_metadata(
+        network,
+        config,
+        job_id=None,
+        test_loss=test_loss,
+        test_accuracy=test_accuracy,
+        train_seconds=train_seconds,
+        device=device,
+    )
+    save_model(model_dir, network, metadata, make_default=config.make_default)
+    return metadata

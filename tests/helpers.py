@@ -27,12 +27,12 @@ from uvicorn.lifespan.on import LifespanOn
 
 from bench.stack import free_port as free_port  # defined once, for the benchmarks and the tests
 from bench.stack import wait_for_job as wait_for_job
-from service.domain.model_store import ModelMetadata, new_model_id, new_model_metadata, save_model
+from bench.training import train_model as train_model  # the one train, evaluate and save
+from service.domain.model_store import ModelMetadata, new_model_id, save_model
 from service.domain.network import build_network
 from service.domain.training_config import TrainingConfig
 from service.queue.workers import live_workers
 from service.settings import Settings
-from worker.training import device_dataset, evaluate, resolve_device, train
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -133,6 +133,17 @@ def start_process(name: str, args: list[str], env: dict[str, str], log_dir: Path
         )
     _children.append(Process(name, popen, log))
     return _children[-1]
+
+
+def cli(*args: str, url: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    """`mnist-service ARGS --url URL` as a user runs it, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "service", *args, "--url", url],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def stop_children() -> None:
@@ -357,31 +368,6 @@ def add_model(model_dir: Path, month: int = 1, **config) -> str:
     )
     save_model(model_dir, build_network(training_config), metadata, make_default=training_config.make_default)
     return metadata.id
-
-
-def train_model(model_dir: Path, data_dir: Path, config: TrainingConfig) -> ModelMetadata:
-    """Train, evaluate and save a model in this process, with the worker's own training loop: what a job does
-    (worker/task.py) without Redis."""
-    config = config.resolved()
-    device = resolve_device(config.device)
-    data = device_dataset(data_dir, device)
-    network = build_network(config).to(device)
-    started = time.perf_counter()
-    for _ in train(network, config, data):
-        pass
-    train_seconds = time.perf_counter() - started
-    test_loss, test_accuracy = evaluate(network, data.test_x, data.test_y)
-    metadata = new_model_metadata(
-        network,
-        config,
-        job_id=None,
-        test_loss=test_loss,
-        test_accuracy=test_accuracy,
-        train_seconds=train_seconds,
-        device=device,
-    )
-    save_model(model_dir, network, metadata, make_default=config.make_default)
-    return metadata
 
 
 class Recorder(nn.Module):

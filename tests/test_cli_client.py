@@ -3,26 +3,14 @@ talking HTTP to the API (served in the test process) and the session's worker.""
 
 import re
 import shutil
-import subprocess
-import sys
 
 from PIL import Image
 
 from service.domain.mnist import load_mnist
 from service.launcher.cli import build_parser
-from tests.helpers import ROOT, free_port
+from tests.helpers import cli, free_port
 
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-
-
-def cli(*args: str, url: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "service", *args, "--url", url],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def test_set_reads_values_as_json_and_bare_words_as_strings():

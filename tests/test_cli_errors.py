@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from service.schemas.models import DefaultModel, ModelList, ModelSummary
-from tests.helpers import ROOT
+from tests.helpers import ROOT, cli
 from tests.stub_server import stub_server
 
 # Far more output than a pipe holds (64 KiB on Linux): the command is still writing when the reader is gone.
@@ -67,12 +67,6 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(command):
 
 def test_a_whole_listing_read_to_the_end_still_exits_0():
     with stub_server({"/models": (200, "application/json", model_listing())}) as url:
-        done = subprocess.run(
-            [sys.executable, "-m", "service", "models", "--url", url],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        done = cli("models", url=url, timeout=60)
     assert done.returncode == 0, done.stderr
     assert len(done.stdout.splitlines()) == MODELS + 1 and done.stderr == ""

@@ -2,14 +2,12 @@
 HTTP status; never a page of HTML, nor a pydantic traceback."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from service.client.sdk import Client, NotFound, ServiceError
-from tests.helpers import ROOT
+from tests.helpers import cli
 from tests.stub_server import stub_server
 
 HTML = b"<!DOCTYPE html><html><head><title>Welcome</title></head><body><h1>It works!</h1></body></html>"
@@ -76,12 +74,6 @@ def test_the_apis_own_json_errors_keep_their_kind_and_detail():
 
 def test_the_cli_prints_one_line_not_the_page():
     with stub_server({}) as url:
-        done = subprocess.run(
-            [sys.executable, "-m", "service", "models", "--url", url],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        done = cli("models", url=url, timeout=60)
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr == f"error: {url} answered 404 with text/html, not the mnist-service API: is the URL right?\n"
