@@ -4,6 +4,7 @@ pinned as a plain request: what the schema admits is accepted, what it refuses i
 import base64
 import re
 
+import jsonschema
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -109,3 +110,17 @@ def test_an_event_stream_without_last_event_id_starts_from_the_first_point(api):
         "pattern": r"^\d{1,19}-\d{1,19}$",
         "default": "0-0",
     }
+
+
+@pytest.mark.parametrize("scale, value, accepted", [("1", 2.0, False), ("1", 1.0, True), ("255", 2.0, True)])
+def test_pixels_on_the_0_to_1_scale_are_bounded_by_1_in_the_schema_too(serve_api, tmp_path, scale, value, accepted):
+    """Was a valid case refused: with scale "1" a value of 145.6 was within the schema's 0..255 but a 422."""
+    add_model(tmp_path / "models")
+    body = {"instances": [{"pixels": [value] * 784, "scale": scale}]}
+    with serve_api().client() as client:
+        answer = client.post("/predict", json=body)
+        schema = client.get("/openapi.json").json()
+    request_schema = schema["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    validator = jsonschema.Draft202012Validator({**request_schema, "components": schema["components"]})
+    assert validator.is_valid(body) == accepted
+    assert answer.status_code == (200 if accepted else 422), answer.text

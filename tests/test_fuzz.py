@@ -2,7 +2,7 @@
 wrong with the API in any of its phases (the schema's examples, boundary values, random cases, and sequences
 that follow the API's links): no 5xx, every answer as the schema declares it, everything the schema admits
 accepted and everything it refuses refused, the key enforced where it is declared. Once without an API key and
-once with one.
+once with one (every phase but boundary values).
 
 Driven through schemathesis's engine (its pytest plugin does not load under pytest 9), against the API in this
 process over real HTTP. Bounded and repeatable: a fixed number of examples per operation and a fixed seed. The API
@@ -35,6 +35,9 @@ def contract_config(api_key: str | None) -> SchemathesisConfig:
             "seed": 1,
             "generation": {"max-examples": EXAMPLES_PER_OPERATION, "database": "none"},
             "headers": {"X-API-Key": api_key} if api_key else {},
+            # With a key, every phase but boundary values: those are the run without a key's (a key changes no
+            # field's bounds, and they are most of the cases: 1,147 of 1,417 when this run had them too).
+            "phases": {"coverage": {"enabled": not api_key}},
             "operations": [
                 *(
                     {
@@ -116,7 +119,8 @@ def test_schemathesis_finds_nothing_with_every_check(serve_api, tmp_path, api_ke
     server = serve_api(api_key=api_key)
     cases, failures = run_schemathesis(server.url, api_key)
     print(f"schemathesis cases ({'with' if api_key else 'without'} a key): {sum(cases.values())} {dict(cases)}")
-    assert sum(cases.values()) > 0
+    phases = {"examples", "fuzzing", "stateful"} | ({"coverage"} if api_key is None else set())
+    assert {phase for phase, count in cases.items() if count} == phases, cases
     assert not failures, f"{len(failures)} failures:\n\n" + "\n\n".join(failures)
 
 

@@ -12,25 +12,27 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, PlainValidator
 
 from service.domain.mnist import IMAGE_SIDE
 
-_PIXEL = {"type": "number", "minimum": 0, "maximum": 255}
-_PIXEL_GRID_SCHEMA = {
-    "oneOf": [
-        {
-            "title": f"{IMAGE_SIDE} rows of {IMAGE_SIDE}",
-            "type": "array",
-            "minItems": IMAGE_SIDE,
-            "maxItems": IMAGE_SIDE,
-            "items": {"type": "array", "items": _PIXEL, "minItems": IMAGE_SIDE, "maxItems": IMAGE_SIDE},
-        },
-        {
-            "title": f"{IMAGE_SIDE**2} values, row by row",
-            "type": "array",
-            "items": _PIXEL,
-            "minItems": IMAGE_SIDE**2,
-            "maxItems": IMAGE_SIDE**2,
-        },
-    ]
-}
+
+def _pixel_grid_schema(top: int) -> dict:
+    pixel = {"type": "number", "minimum": 0, "maximum": top}
+    return {
+        "oneOf": [
+            {
+                "title": f"{IMAGE_SIDE} rows of {IMAGE_SIDE}",
+                "type": "array",
+                "minItems": IMAGE_SIDE,
+                "maxItems": IMAGE_SIDE,
+                "items": {"type": "array", "items": pixel, "minItems": IMAGE_SIDE, "maxItems": IMAGE_SIDE},
+            },
+            {
+                "title": f"{IMAGE_SIDE**2} values, row by row",
+                "type": "array",
+                "items": pixel,
+                "minItems": IMAGE_SIDE**2,
+                "maxItems": IMAGE_SIDE**2,
+            },
+        ]
+    }
 
 
 _SPACE = r"[\t\n\r ]*"  # line breaks are allowed: `base64` wraps its output at 76 characters
@@ -59,9 +61,16 @@ def _decode_base64(value: Any) -> bytes:
 class PixelsInput(BaseModel):
     """A digit already like MNIST's (light ink on black, centred), used as sent."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        # The values' bound depends on `scale`: the schema says so, so that it admits only what is accepted.
+        json_schema_extra={
+            "if": {"properties": {"scale": {"const": "1"}}, "required": ["scale"]},
+            "then": {"properties": {"pixels": _pixel_grid_schema(1)}},
+        },
+    )
 
-    pixels: Annotated[list[Any], WithJsonSchema(_PIXEL_GRID_SCHEMA)] = Field(
+    pixels: Annotated[list[Any], WithJsonSchema(_pixel_grid_schema(255))] = Field(
         description=f"{IMAGE_SIDE} rows of {IMAGE_SIDE} values, or {IMAGE_SIDE**2} values row by row."
     )
     scale: Literal["255", "1"] = Field("255", description='"255": values are 0..255; "1": values are 0..1.')
