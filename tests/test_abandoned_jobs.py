@@ -15,7 +15,8 @@ from service.queue.workers import live_workers
 from service.settings import Settings
 from tests.helpers import Process, wait_for_job, wait_for_points, wait_for_workers, wait_until
 
-LONG_JOB = {"train_batches": 600, "test_every": 200, "seed": 1}
+LONG_JOB = {"train_batches": 600, "test_every": 200, "seed": 1}  # trains on for seconds after its worker is back
+RETRIED_JOB = {"train_batches": 200, "test_every": 100, "seed": 1, "retries": 1}  # its retry is waited for
 
 
 def idle(settings: Settings, worker: Process) -> bool:
@@ -76,7 +77,7 @@ def test_a_worker_that_comes_back_leaves_the_retry_to_the_worker_that_runs_it(se
     workers = [spawn_worker(api.settings), spawn_worker(api.settings)]
     wait_for_workers(api.settings, workers)
     with api.client() as client:
-        job_id = client.post("/jobs", json={**LONG_JOB, "retries": 1}).json()["id"]
+        job_id = client.post("/jobs", json=RETRIED_JOB).json()["id"]
         wait_for_points(client, job_id)
         first = client.get(f"/jobs/{job_id}").json()["worker"]
         (stale,) = [w for w in workers if w.worker_name == first]
