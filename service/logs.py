@@ -11,8 +11,6 @@ import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
-from rq import get_current_job
-
 # Set by the API's request-id middleware for the time of one request; asyncio tasks and the threads that run
 # sync routes inherit it, so every line logged on the request's behalf carries it.
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
@@ -22,6 +20,10 @@ class ContextFilter(logging.Filter):
     """Adds ``request_id`` and ``job_id`` to a record where they are known."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        # Imported here, not at the top: the CLI logs through this module too, and RQ (with redis-py) is a quarter
+        # of its start-up time; the API and the worker have it loaded already.
+        from rq import get_current_job
+
         record.request_id = request_id.get()
         job = get_current_job()  # RQ's own: set while a job's function runs
         record.job_id = job.id if job else None
