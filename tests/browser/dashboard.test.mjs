@@ -242,6 +242,12 @@ test('a running job can be canceled from its view', async () => {
   await page.click('#train-form button[type=submit]');
   await page.waitForFunction(() => document.querySelector('#loss-chart polyline').points.numberOfItems >= 120);
   await page.screenshot({ path: `${ARTIFACTS}/dashboard.png` }); // for the README: everything at work
+  // The job's row in the list keeps up with its view (it had waited for the list's next refresh, 2 s behind).
+  const { row, view } = await page.evaluate(() => ({
+    row: document.querySelector('#jobs li.selected progress').value,
+    view: +document.querySelector('.job-summary').textContent.match(/batch (\d+) of 400/)[1],
+  }));
+  assert.ok(row >= view && view >= 120, `the list's row shows batch ${row}, the view batch ${view}`);
   await page.click('#job-view [data-action=cancel]');
   await page.waitForFunction(() => document.querySelector('#job-view').dataset.status === 'canceled');
   assert.match(await page.textContent('.job-summary'), /canceled/);

@@ -49,6 +49,7 @@ const jobView = new JobView($('#job-view'), {
     jobs.refresh();
     models.refresh().then(modelChanged);
   },
+  onChange: (job) => jobs.showLive(job),
 });
 
 function open(job) {

@@ -5,9 +5,10 @@ import { LineChart } from './chart.js';
 import { formatPercent, shortId } from './ui.js';
 
 export class JobView {
-  constructor(root, { onEnd }) {
+  constructor(root, { onEnd, onChange }) {
     this.root = root;
     this.onEnd = onEnd;
+    this.onChange = onChange; // after every change shown: a status, a point, the end
     this.title = root.querySelector('h2');
     this.summary = root.querySelector('.job-summary');
     this.progress = root.querySelector('progress');
@@ -81,5 +82,6 @@ export class JobView {
     this.progress.value = progress.batch / progress.total_batches;
     this.cancelButton.hidden = this.job.ended;
     this.cancelButton.disabled = false;
+    this.onChange(this.job);
   }
 }

@@ -1,4 +1,5 @@
-// The jobs, newest first, with status and progress: refreshed every few seconds; a click opens one.
+// The jobs, newest first, with status and progress: refreshed every few seconds, and the row of the job that the
+// view shows live follows its stream in between; a click opens one.
 
 import { api } from './api.js';
 import { el, formatPercent, shortId } from './ui.js';
@@ -11,6 +12,21 @@ export class JobsList {
     this.onSelect = onSelect;
     this.selectedId = null;
     setInterval(() => { if (!document.hidden) this.refresh(); }, REFRESH_MS);
+  }
+
+  // The job as the live view has it now: its row shows it at once, rather than at the next refresh.
+  showLive(job) {
+    this.live = job;
+    const row = [...this.list.children].find((item) => item.dataset.jobId === job.id);
+    row?.replaceWith(this.row(job));
+  }
+
+  // A refresh's answer was fetched before the stream's latest points: it does not set the live job's row back,
+  // unless it has ended (before the stream says so) or has trained further than the stream has shown.
+  newer(job) {
+    const { live } = this;
+    if (live?.id !== job.id || job.ended || job.progress.batch > live.progress.batch) return job;
+    return live;
   }
 
   select(jobId) {
@@ -26,7 +42,7 @@ export class JobsList {
       this.list.replaceChildren(el('li', { class: 'note' }, error.message));
       return [];
     }
-    const rows = jobs.map((job) => this.row(job));
+    const rows = jobs.map((job) => this.row(this.newer(job)));
     this.list.replaceChildren(...(rows.length ? rows : [el('li', { class: 'note' }, 'No jobs yet.')]));
     return jobs;
   }
