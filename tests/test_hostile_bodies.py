@@ -94,6 +94,13 @@ def answer_to_headers_alone(connection: socket.socket, path: str, length: int, h
     return answer.decode()
 
 
+def closed_by_the_server(connection: socket.socket, answer: str) -> bool:
+    """Whether the server said it closes the connection after `answer` and did so: a client that goes on sending
+    the body it announced does it on no connection of the server's."""
+    said = "\r\nconnection: close\r\n" in answer.partition("\r\n\r\n")[0].lower() + "\r\n"
+    return said and connection.recv(1) == b""  # times out (10 s) if the server keeps it open
+
+
 @pytest.fixture(scope="module")
 def locked(redis_url, mnist_data_dir, tmp_path_factory):
     """The real API, with a key and a model, as a process of its own."""
@@ -108,6 +115,7 @@ def locked(redis_url, mnist_data_dir, tmp_path_factory):
 def test_the_401_comes_before_the_body_is_sent(locked, path):
     with raw_connection(locked.url) as connection:
         answer = answer_to_headers_alone(connection, path, 5_000_000)
+        assert closed_by_the_server(connection, answer), answer
     assert answer.startswith("HTTP/1.1 401") and "API key" in answer
 
 
@@ -124,6 +132,7 @@ def test_each_route_takes_the_body_it_can_need_and_no_more(locked, path, limit, 
     max_bytes = getattr(Settings(), limit)
     with raw_connection(locked.url) as connection:
         answer = answer_to_headers_alone(connection, path, max_bytes + 1, f"X-API-Key: {KEY}\r\n".encode())
+        assert closed_by_the_server(connection, answer), answer
     assert answer.startswith("HTTP/1.1 413"), answer
     assert json.loads(answer.partition("\r\n\r\n")[2])[where] == f"request body is over the limit of {max_bytes} bytes"
 
@@ -156,6 +165,7 @@ def test_json_with_more_values_than_the_largest_batch_is_refused_unparsed(locked
     with httpx.Client(base_url=locked.url, headers=AUTHORIZED, timeout=60) as client:
         answer = client.post(path, content=body, headers=JSON)
     assert answer.status_code == 413, answer.text
+    assert answer.headers["connection"] == "close"  # the server stopped reading the body part of the way
     assert answer.json()[where] == f"JSON body holds over {limit} values: more than 256 images of pixels need"
 
 

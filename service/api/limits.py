@@ -12,12 +12,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _MAX_BYTES = "service.max_body_bytes"  # the limit of this request's body, in its scope
 
+# The headers of an answer sent before the whole body was read: the connection is closed after it (uvicorn does so
+# for this header), rather than left to a client that may go on sending the rest, which the server would discard.
+CLOSE_AFTER_REFUSAL = {"Connection": "close"}
+
 
 class BodyTooLarge(HTTPException):
     # An HTTPException, because FastAPI turns any other error raised while it reads a body into a 400;
     # this one it lets through to the route's or the app's handler, which answers 413 with the detail.
     def __init__(self, max_bytes: int) -> None:
-        super().__init__(413, f"request body is over the limit of {max_bytes} bytes")
+        super().__init__(413, f"request body is over the limit of {max_bytes} bytes", headers=CLOSE_AFTER_REFUSAL)
 
 
 def allow_body(request: Request, max_bytes: int) -> None:

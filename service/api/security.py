@@ -17,10 +17,11 @@ from urllib.parse import unquote
 from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
-from starlette.datastructures import Headers
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.api.limits import CLOSE_AFTER_REFUSAL
 from service.settings import Settings
 
 COOKIE = "mnist_api_key"
@@ -88,12 +89,16 @@ class ApiKeyGate:
                 raise HTTPException(401, REFUSAL, headers=CHALLENGE)
             return await receive()
 
-        async def noting_send(message: Message) -> None:
+        async def closing_send(message: Message) -> None:
             nonlocal responding
-            responding = responding or message["type"] == "http.response.start"
+            if message["type"] == "http.response.start":
+                responding = True
+                # The 401 (this gate's, or the route's when it checks the key before it reads) leaves the body
+                # unread: the connection is closed after it.
+                MutableHeaders(scope=message).update(CLOSE_AFTER_REFUSAL)
             await send(message)
 
-        await self.app(scope, refusing_receive, noting_send)
+        await self.app(scope, refusing_receive, closing_send)
 
 
 def _has_body(headers: Headers) -> bool:
