@@ -32,7 +32,7 @@ tests/browser/node_modules/.package-lock.json: tests/browser/package-lock.json
 browser: /usr/bin/chromium tests/browser/node_modules/.package-lock.json
 
 # Three test processes on CI's two cores: the tests that wait for workers, heartbeats and browsers overlap. Measured
-# on a 2-core EPYC (pytest's time, 2026-12-02): 173 s in two processes, 142-188 s in three (median 156 s over 7 runs;
+# on a 2-core EPYC (pytest's time, 2026-12-02): 173 s in two processes, 142-188 s in three (median 159 s over 10 runs;
 # the same tests took 260-350 s of CPU from run to run), 174 s in four.
 test: data browser
 	$(BIN)/ruff check .
