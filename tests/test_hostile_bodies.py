@@ -97,7 +97,7 @@ def answer_to_headers_alone(connection: socket.socket, path: str, length: int, h
 def closed_by_the_server(connection: socket.socket, answer: str) -> bool:
     """Whether the server said it closes the connection after `answer` and did so: a client that goes on sending
     the body it announced does it on no connection of the server's."""
-    said = "\r\nconnection: close\r\n" in answer.partition("\r\n\r\n")[0].lower() + "\r\n"
+    said = "connection: close" in answer.partition("\r\n\r\n")[0].lower().split("\r\n")
     return said and connection.recv(1) == b""  # times out (10 s) if the server keeps it open
 
 
@@ -165,7 +165,6 @@ def test_json_with_more_values_than_the_largest_batch_is_refused_unparsed(locked
     with httpx.Client(base_url=locked.url, headers=AUTHORIZED, timeout=60) as client:
         answer = client.post(path, content=body, headers=JSON)
     assert answer.status_code == 413, answer.text
-    assert answer.headers["connection"] == "close"  # the server stopped reading the body part of the way
     assert answer.json()[where] == f"JSON body holds over {limit} values: more than 256 images of pixels need"
 
 

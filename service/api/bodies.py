@@ -14,7 +14,6 @@ import pydantic_core
 from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 
-from service.api.limits import CLOSE_AFTER_REFUSAL
 from service.domain.mnist import IMAGE_SIDE
 
 # What one image can take as JSON: its 784 values, and its 28 rows, the list of them, and the object holding it.
@@ -37,9 +36,7 @@ async def read_json_body(request: Request, max_values: int, images: int) -> byte
             values += _separators(part)
             if values > max_values:
                 raise HTTPException(
-                    413,
-                    f"JSON body holds over {max_values} values: more than {images} images of pixels need",
-                    headers=CLOSE_AFTER_REFUSAL,
+                    413, f"JSON body holds over {max_values} values: more than {images} images of pixels need"
                 )
             parts.append(part)
     return b"".join(parts)

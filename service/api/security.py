@@ -17,11 +17,11 @@ from urllib.parse import unquote
 from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api.limits import CLOSE_AFTER_REFUSAL
+from service.api.limits import has_body
 from service.settings import Settings
 
 COOKIE = "mnist_api_key"
@@ -77,7 +77,7 @@ class ApiKeyGate:
         if (
             scope["type"] != "http"
             or self.key is None
-            or not _has_body(Headers(scope=scope))
+            or not has_body(Headers(scope=scope))
             or carries_key(HTTPConnection(scope), self.key)
         ):
             await self.app(scope, receive, send)
@@ -89,17 +89,9 @@ class ApiKeyGate:
                 raise HTTPException(401, REFUSAL, headers=CHALLENGE)
             return await receive()
 
-        async def closing_send(message: Message) -> None:
+        async def noting_send(message: Message) -> None:
             nonlocal responding
-            if message["type"] == "http.response.start":
-                responding = True
-                # The 401 (this gate's, or the route's when it checks the key before it reads) leaves the body
-                # unread: the connection is closed after it.
-                MutableHeaders(scope=message).update(CLOSE_AFTER_REFUSAL)
+            responding = responding or message["type"] == "http.response.start"
             await send(message)
 
-        await self.app(scope, refusing_receive, closing_send)
-
-
-def _has_body(headers: Headers) -> bool:
-    return headers.get("content-length", "0") not in ("", "0") or "transfer-encoding" in headers
+        await self.app(scope, refusing_receive, noting_send)
